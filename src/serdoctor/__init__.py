@@ -1,0 +1,57 @@
+"""serdoctor: move Python objects between processes, machines and runs, safely.
+
+The serializer stack (:func:`dumps`, :func:`loads`, :func:`explain`,
+:class:`Serializer`) records how every function and class travels and checks
+the environment before anything is unpickled. See ``docs/`` for the guide.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from serdoctor import errors
+from serdoctor.errors import (
+    DeserializationError,
+    IncompatiblePythonError,
+    MissingModuleError,
+    SerdoctorError,
+    SerializationError,
+    SignatureError,
+    UnsafePayloadError,
+)
+from serdoctor.serialize import (
+    Environment,
+    EnvironmentDiff,
+    EnvironmentMismatchWarning,
+    Explanation,
+    Method,
+    Serializer,
+    dumps,
+    environment,
+    explain,
+    loads,
+    register_method,
+)
+
+__all__ = [
+    "DeserializationError",
+    "Environment",
+    "EnvironmentDiff",
+    "EnvironmentMismatchWarning",
+    "Explanation",
+    "IncompatiblePythonError",
+    "Method",
+    "MissingModuleError",
+    "SerdoctorError",
+    "SerializationError",
+    "Serializer",
+    "SignatureError",
+    "UnsafePayloadError",
+    "__version__",
+    "dumps",
+    "environment",
+    "errors",
+    "explain",
+    "loads",
+    "register_method",
+]

@@ -1,0 +1,113 @@
+"""The errors serdoctor raises.
+
+Every error derives from :class:`SerdoctorError`. Where a standard-library
+error already means the same thing, serdoctor's error derives from it too, so
+``except pickle.PicklingError`` or ``except ImportError`` clauses written for
+plain pickle keep working::
+
+    SerdoctorError
+    ├── SerializationError          (also pickle.PicklingError)
+    │     nothing in the stack could turn an object into bytes
+    ├── DeserializationError        (also pickle.UnpicklingError)
+    │   │ the bytes are not a payload we can load
+    │   ├── MissingModuleError      (also ImportError, ModuleNotFoundError)
+    │   │     the payload needs a module that is not importable here
+    │   ├── IncompatiblePythonError
+    │   │     by-value code made by another Python major.minor
+    │   ├── EnvironmentMismatchError
+    │   │     a distribution version differs (``on_mismatch="error"``)
+    │   ├── SignatureError
+    │   │     HMAC tag missing, wrong or made with another key
+    │   └── UnsafePayloadError
+    │         the payload's method is not in ``allow=``
+    ├── RegistryError               (also ValueError)
+    │     a method name is taken, unknown, or a plugin is malformed
+    ├── ProxyResolutionError        (also LookupError)
+    │     a proxied object's store or key is gone
+    └── InspectError
+          ``ser-doctor inspect`` could not read the input
+"""
+
+from __future__ import annotations
+
+import pickle
+
+__all__ = [
+    "DeserializationError",
+    "EnvironmentMismatchError",
+    "IncompatiblePythonError",
+    "InspectError",
+    "MissingModuleError",
+    "ProxyResolutionError",
+    "RegistryError",
+    "SerdoctorError",
+    "SerializationError",
+    "SignatureError",
+    "UnsafePayloadError",
+]
+
+
+class SerdoctorError(Exception):
+    """Root of every error serdoctor raises."""
+
+
+class SerializationError(SerdoctorError, pickle.PicklingError):
+    """No method in the stack could serialize the object.
+
+    ``path`` names the offending sub-object (``args[1]['pool']._lock``) and
+    ``type_name`` its type, when they are known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, type_name: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.type_name = type_name
+
+
+class DeserializationError(SerdoctorError, pickle.UnpicklingError):
+    """The bytes could not be loaded: malformed, refused, or failed while loading."""
+
+
+class MissingModuleError(DeserializationError, ModuleNotFoundError):
+    """The payload needs a module that cannot be imported where it is loaded."""
+
+    def __init__(self, message: str, *, module: str, sender_version: str | None = None):
+        DeserializationError.__init__(self, message)
+        self.name = module
+        self.module = module
+        self.sender_version = sender_version
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_missing, (str(self), self.module, self.sender_version))
+
+
+def _rebuild_missing(message: str, module: str, sender_version: str | None) -> MissingModuleError:
+    return MissingModuleError(message, module=module, sender_version=sender_version)
+
+
+class IncompatiblePythonError(DeserializationError):
+    """By-value code made by one Python major.minor cannot run on another."""
+
+
+class EnvironmentMismatchError(DeserializationError):
+    """A distribution the payload needs has another version here (``on_mismatch="error"``)."""
+
+
+class SignatureError(DeserializationError):
+    """The payload's HMAC tag is missing, wrong, or made with another key."""
+
+
+class UnsafePayloadError(DeserializationError):
+    """The payload was made by a method that ``allow=`` does not accept."""
+
+
+class RegistryError(SerdoctorError, ValueError):
+    """A serializer method is registered twice, unknown, or malformed."""
+
+
+class ProxyResolutionError(SerdoctorError, LookupError):
+    """A proxied object could not be fetched from its store."""
+
+
+class InspectError(SerdoctorError):
+    """``ser-doctor inspect`` could not read its input."""

@@ -1,0 +1,172 @@
+"""Deciding, and recording, how each function and class travels.
+
+pickle can only send a function or class *by reference*: it writes
+``module`` and ``qualname`` and the receiver imports them. That works when the
+receiver can import the module and the name leads back to the very same object.
+When it cannot (a lambda, a closure, something defined in ``__main__``, a name
+that now points at a decorator's wrapper, a class defined in a function, a
+module listed in ``by_value_modules``) the code must travel *by value*, which
+only cloudpickle and dill can do. :func:`classify` makes that decision with the
+same rules cloudpickle uses, and :class:`Recorder` keeps every decision so that
+``explain()`` can say what went how, and why.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+How = Literal["reference", "value"]
+
+
+#: modules whose functions are the methods' own plumbing, not the user's code
+PLUMBING = frozenset({"builtins", "cloudpickle", "copyreg", "dill", "serdoctor", "_codecs", "copy"})
+
+
+@dataclass(frozen=True)
+class CodeDecision:
+    """How one function, class or module travels, and why."""
+
+    kind: str  # "function", "class", "module", "builtin"
+    name: str  # module.qualname
+    how: How
+    reason: str
+
+    @property
+    def plumbing(self) -> bool:
+        """True for the serializers' own helper functions (not worth reporting)."""
+        return self.how == "reference" and self.name.split(".", 1)[0] in PLUMBING
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "name": self.name, "how": self.how, "reason": self.reason}
+
+
+class ByValueNeeded(Exception):
+    """Raised inside a by-reference pickler to abandon it for a by-value method."""
+
+    def __init__(self, decision: CodeDecision):
+        super().__init__(f"{decision.name} cannot travel by reference: {decision.reason}")
+        self.decision = decision
+
+
+def _in_modules(module: str, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if module == name or module.startswith(name + "."):
+            return name
+    return None
+
+
+def _lookup(module: str, qualname: str) -> tuple[bool, Any]:
+    mod = sys.modules.get(module)
+    if mod is None:
+        return False, None
+    obj: Any = mod
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            return False, None
+    return True, obj
+
+
+def _function_reason(fn: types.FunctionType) -> str:
+    if fn.__name__ == "<lambda>":
+        return "lambda (it has no importable name)"
+    outer = fn.__qualname__.split(".<locals>", 1)[0]
+    if fn.__closure__:
+        names = ", ".join(fn.__code__.co_freevars)
+        return f"closure over {names} (defined inside {outer}())"
+    return f"defined inside {outer}() (it has no importable name)"
+
+
+def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
+    """Decide whether a function or class can travel by reference.
+
+    By reference means the receiver rebuilds it with ``from module import name``;
+    by value means its code is serialized (cloudpickle or dill).
+    """
+    kind = "class" if isinstance(obj, type) else "function"
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?")
+    name = f"{module}.{qualname}"
+    if isinstance(obj, types.FunctionType) and obj.__name__ == "<lambda>":
+        return CodeDecision(kind, name, "value", _function_reason(obj))
+    if module is None:
+        return CodeDecision(kind, name, "value", "it has no __module__ to import it from")
+    if "<locals>" in qualname:
+        if isinstance(obj, types.FunctionType):
+            return CodeDecision(kind, name, "value", _function_reason(obj))
+        outer = qualname.split(".<locals>", 1)[0]
+        return CodeDecision(kind, name, "value", f"class defined inside {outer}()")
+    if module in ("__main__", "__mp_main__"):
+        return CodeDecision(
+            kind, name, "value",
+            "defined in __main__ (the receiving interpreter has its own __main__)",
+        )
+    listed = _in_modules(module, by_value_modules)
+    if listed is not None:
+        return CodeDecision(kind, name, "value", f"module {listed!r} is listed in by_value_modules")
+    found, target = _lookup(module, qualname)
+    if not found and module == "builtins":
+        return CodeDecision(kind, name, "reference", "builtin type, rebuilt by the method's helpers")
+    if not found:
+        if module not in sys.modules:
+            return CodeDecision(kind, name, "value", f"module {module!r} is not imported here")
+        return CodeDecision(
+            kind, name, "value", f"{name} does not exist (the object was renamed or created dynamically)"
+        )
+    if target is not obj:
+        what = type(target).__name__
+        return CodeDecision(
+            kind, name, "value",
+            f"the name {name} now points at another object (a {what}, e.g. a decorator's wrapper)",
+        )
+    return CodeDecision(kind, name, "reference", f"importable as {name}")
+
+
+@dataclass
+class Recorder:
+    """Collects decisions and the modules a payload needs while it is pickled."""
+
+    by_value_modules: tuple[str, ...] = ()
+    decisions: dict[int, CodeDecision] = field(default_factory=dict)
+    modules: set[str] = field(default_factory=set)
+    active: bool = False
+    _keep: list[Any] = field(default_factory=list)
+
+    @property
+    def any_by_value(self) -> bool:
+        """True when some code travels by value (the payload is Python-version bound)."""
+        return any(d.how == "value" and d.kind != "module" for d in self.decisions.values())
+
+    def code(self, obj: Any) -> CodeDecision:
+        """Classify and remember a function or class."""
+        key = id(obj)
+        known = self.decisions.get(key)
+        if known is not None:
+            return known
+        decision = classify(obj, self.by_value_modules)
+        self.decisions[key] = decision
+        self._keep.append(obj)  # ids stay unique while we hold the objects
+        if decision.how == "reference":
+            self.modules.add(str(obj.__module__))
+        return decision
+
+    def module(self, mod: types.ModuleType) -> None:
+        """Remember a module object reached in the graph (cloudpickle imports it)."""
+        key = id(mod)
+        if key not in self.decisions:
+            self.decisions[key] = CodeDecision(
+                "module", mod.__name__, "reference", "module object: imported by name on arrival"
+            )
+            self._keep.append(mod)
+            self.modules.add(mod.__name__)
+
+    def builtin(self, obj: Any) -> None:
+        """Remember a builtin function or method (always by reference)."""
+        module = getattr(obj, "__module__", None)
+        if isinstance(module, str):
+            self.modules.add(module)

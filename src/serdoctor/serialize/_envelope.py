@@ -1,0 +1,270 @@
+"""The serdoctor envelope: the bytes around every payload.
+
+A payload is a sequence of frames; the flat form (``dumps``) is their
+concatenation, so ``b"".join(dumps_frames(x)) == dumps(x)``::
+
+    frame 0  head     magic  b"\\xffSDOC"            5 bytes
+                      format version                 1 byte   (1)
+                      flags                          1 byte   (bit 0: signed)
+                      header length N                4 bytes, big-endian
+                      header                         N bytes of UTF-8 JSON
+    frame 1  body     the method's pickle stream     header["body"] bytes
+    frame 2… buffers  out-of-band buffers            header["buffers"][i] bytes
+    last     tag      HMAC-SHA256 of all the above   32 bytes, only when signed
+
+The header is JSON, never pickle: it must be readable without executing
+anything. ``0xff`` is not a pickle opcode, so an envelope can never be
+mistaken for a raw pickle. See ``docs/format.md`` for every header field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from serdoctor.errors import DeserializationError, SignatureError
+
+MAGIC = b"\xffSDOC"
+FORMAT_VERSION = 1
+FLAG_SIGNED = 0x01
+TAG_SIZE = 32
+_PREFIX = struct.Struct(">5sBBI")  # magic, version, flags, header length
+PREFIX_SIZE = _PREFIX.size
+MAX_HEADER = 16 << 20
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class Header:
+    """The decoded envelope header (see ``docs/format.md``)."""
+
+    method: str
+    python: str
+    implementation: str
+    by_value: bool
+    requires: dict[str, str | None]
+    libraries: dict[str, str]
+    body: int
+    buffers: tuple[int, ...]
+    serdoctor: str
+    signed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def python_minor(self) -> str:
+        """``"3.11"`` for ``"3.11.7"``."""
+        return ".".join(self.python.split(".")[:2])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The header as it is written (JSON-ready)."""
+        out: dict[str, Any] = {
+            "method": self.method,
+            "python": self.python,
+            "implementation": self.implementation,
+            "by_value": self.by_value,
+            "requires": dict(self.requires),
+            "libraries": dict(self.libraries),
+            "body": self.body,
+            "buffers": list(self.buffers),
+            "serdoctor": self.serdoctor,
+        }
+        out.update(self.extra)
+        return out
+
+
+_KNOWN = {
+    "method", "python", "implementation", "by_value", "requires",
+    "libraries", "body", "buffers", "serdoctor",
+}
+
+
+def _header_from_json(raw: dict[str, Any], signed: bool) -> Header:
+    try:
+        requires = raw["requires"]
+        if not isinstance(requires, dict):
+            raise TypeError("requires")
+        buffers = tuple(int(n) for n in raw["buffers"])
+        header = Header(
+            method=str(raw["method"]),
+            python=str(raw["python"]),
+            implementation=str(raw["implementation"]),
+            by_value=bool(raw["by_value"]),
+            requires={str(k): (None if v is None else str(v)) for k, v in requires.items()},
+            libraries={str(k): str(v) for k, v in dict(raw["libraries"]).items()},
+            body=int(raw["body"]),
+            buffers=buffers,
+            serdoctor=str(raw["serdoctor"]),
+            signed=signed,
+            extra={k: v for k, v in raw.items() if k not in _KNOWN},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeserializationError(
+            f"serdoctor envelope header is malformed (field {exc}): the payload was "
+            "damaged or not written by serdoctor"
+        ) from None
+    if header.body < 0 or any(n < 0 for n in header.buffers):
+        raise DeserializationError("serdoctor envelope header has negative lengths")
+    return header
+
+
+def is_envelope(data: Buffer) -> bool:
+    """True when ``data`` starts with the serdoctor magic."""
+    return bytes(data[: len(MAGIC)]) == MAGIC
+
+
+def encode_head(header: Header) -> bytes:
+    """Frame 0: magic, version, flags and the JSON header."""
+    text = json.dumps(header.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+    flags = FLAG_SIGNED if header.signed else 0
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, flags, len(text)) + text
+
+
+def sign(frames: Sequence[Buffer], key: bytes) -> bytes:
+    """HMAC-SHA256 over the frames, in order, without joining them."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for frame in frames:
+        mac.update(frame)
+    return mac.digest()
+
+
+def pack(header: Header, body: Buffer, buffers: Sequence[Buffer], key: bytes | None) -> list[Buffer]:
+    """Return the frames of a payload; the tag is appended when ``key`` is set."""
+    frames: list[Buffer] = [encode_head(header), body, *buffers]
+    if key is not None:
+        frames.append(sign(frames, key))
+    return frames
+
+
+def read_head(data: Buffer) -> tuple[Header, int]:
+    """Decode frame 0 from the start of ``data``; return the header and its size.
+
+    Never executes anything: only ``struct`` and ``json`` touch the bytes.
+    """
+    view = memoryview(data)
+    if len(view) < len(MAGIC) or bytes(view[: len(MAGIC)]) != MAGIC:
+        raise DeserializationError(
+            "not a serdoctor payload (wrong magic bytes): pass raw=True to load a plain "
+            "pickle, or check that the data was written by serdoctor.dumps"
+        )
+    if len(view) < PREFIX_SIZE:
+        raise DeserializationError(
+            f"serdoctor payload is truncated: {len(view)} bytes, the fixed prefix alone "
+            f"needs {PREFIX_SIZE}"
+        )
+    _, version, flags, size = _PREFIX.unpack_from(view)
+    if version != FORMAT_VERSION:
+        raise DeserializationError(
+            f"serdoctor payload uses envelope format {version}; this serdoctor reads format "
+            f"{FORMAT_VERSION}: load it with the serdoctor version that wrote it"
+        )
+    if size > MAX_HEADER or PREFIX_SIZE + size > len(view):
+        raise DeserializationError(
+            f"serdoctor payload is truncated or damaged: the header claims {size} bytes, "
+            f"{len(view) - PREFIX_SIZE} are present"
+        )
+    try:
+        raw = json.loads(bytes(view[PREFIX_SIZE : PREFIX_SIZE + size]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeserializationError(f"serdoctor envelope header is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DeserializationError("serdoctor envelope header is not a JSON object")
+    return _header_from_json(raw, bool(flags & FLAG_SIGNED)), PREFIX_SIZE + size
+
+
+@dataclass
+class Parsed:
+    """A payload split into its parts; body and buffers are views, not copies."""
+
+    header: Header
+    head: memoryview
+    body: memoryview
+    buffers: list[memoryview]
+    tag: bytes | None
+
+    def verify(self, key: bytes) -> None:
+        """Raise :class:`SignatureError` unless the tag matches ``key``."""
+        if self.tag is None:
+            raise SignatureError(
+                "payload is not signed but this serializer requires a signature (key= is "
+                "set): sign it with the same key where it is made, or load it with a "
+                "serializer without key= if you trust its source"
+            )
+        expected = sign([self.head, self.body, *self.buffers], key)
+        if not hmac.compare_digest(expected, self.tag):
+            raise SignatureError(
+                "payload signature does not match: it was changed after it was made, or "
+                "signed with another key; nothing was unpickled"
+            )
+
+
+def _truncated(what: str, need: int, have: int) -> DeserializationError:
+    return DeserializationError(
+        f"serdoctor payload is truncated: {what} needs {need} bytes, {have} are present"
+    )
+
+
+def parse(data: Buffer) -> Parsed:
+    """Split a flat payload (``dumps`` output) into header, body, buffers and tag."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    header, pos = read_head(view)
+    head = view[:pos]
+    end = pos + header.body
+    if end > len(view):
+        raise _truncated("the body", header.body, len(view) - pos)
+    body = view[pos:end]
+    pos = end
+    buffers = []
+    for i, n in enumerate(header.buffers):
+        if pos + n > len(view):
+            raise _truncated(f"buffer {i}", n, len(view) - pos)
+        buffers.append(view[pos : pos + n])
+        pos += n
+    tag = None
+    if header.signed:
+        if len(view) - pos != TAG_SIZE:
+            raise SignatureError(
+                f"payload signature is missing or damaged ({len(view) - pos} bytes where "
+                f"{TAG_SIZE} were expected); nothing was unpickled"
+            )
+        tag = bytes(view[pos:])
+    elif pos != len(view):
+        raise DeserializationError(
+            f"serdoctor payload has {len(view) - pos} unexpected bytes after its end: "
+            "it was damaged or two payloads were joined"
+        )
+    return Parsed(header, head, body, buffers, tag)
+
+
+def parse_frames(frames: Sequence[Buffer]) -> Parsed:
+    """Split a framed payload (``dumps_frames`` output) without copying any frame."""
+    if not frames:
+        raise DeserializationError("no frames given: a serdoctor payload has at least two")
+    views = [memoryview(f).cast("B") if memoryview(f).format != "B" else memoryview(f)
+             for f in frames]
+    header, pos = read_head(views[0])
+    if pos != len(views[0]):
+        raise DeserializationError("frame 0 holds more than the serdoctor header")
+    want = 2 + len(header.buffers) + (1 if header.signed else 0)
+    if len(views) != want:
+        if header.signed and len(views) == want - 1:
+            raise SignatureError("payload signature frame is missing; nothing was unpickled")
+        raise DeserializationError(
+            f"serdoctor payload has {len(views)} frames; its header describes {want}"
+        )
+    body = views[1]
+    if len(body) != header.body:
+        raise _truncated("the body", header.body, len(body))
+    buffers = views[2 : 2 + len(header.buffers)]
+    for i, (frame, n) in enumerate(zip(buffers, header.buffers)):
+        if len(frame) != n:
+            raise _truncated(f"buffer {i}", n, len(frame))
+    tag = bytes(views[-1]) if header.signed else None
+    if tag is not None and len(tag) != TAG_SIZE:
+        raise SignatureError("payload signature frame is damaged; nothing was unpickled")
+    return Parsed(header, views[0], body, list(buffers), tag)

@@ -1,0 +1,437 @@
+"""Serializer methods: small plugins in an ordered registry.
+
+A method turns an object into a pickle-compatible body and back. Built in:
+
+========== ======================================== ===========================
+method     functions and classes                    across Python minor versions
+========== ======================================== ===========================
+pickle     by reference only (protocol 5)           yes
+cloudpickle by value when not importable            no, when code went by value
+dill       by value, and more types than cloudpickle no, when code went by value
+========== ======================================== ===========================
+
+Every built-in method uses pickle's own hooks: ``reducer_override`` records
+how each function and class travels (and, for ``pickle``, gives up as soon as
+one would need to go by value), ``buffer_callback`` takes large buffers out of
+band, and ``persistent_id`` is installed only when a payload has proxies or
+large bytearrays, so ordinary payloads keep the C pickler's speed.
+
+Third-party methods register through the ``serdoctor.methods`` entry-point
+group; the entry point names a :class:`Method` instance or a class whose
+no-argument call makes one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import io
+import pickle
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from serdoctor.errors import RegistryError
+from serdoctor.serialize._classify import ByValueNeeded, Recorder
+from serdoctor.serialize._rebuild import reduce_memoryview
+
+PROTOCOL = 5
+ENTRY_POINT_GROUP = "serdoctor.methods"
+
+
+@dataclass
+class DumpContext:
+    """What a method receives besides the object."""
+
+    buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None
+    persistent_id: Callable[[Any], Any] | None = None
+    by_value_modules: tuple[str, ...] = ()
+    recorder: Recorder = field(default_factory=Recorder)
+
+
+@dataclass
+class LoadContext:
+    """What a method receives besides the body."""
+
+    buffers: Sequence[Any] = ()
+    persistent_load: Callable[[Any], Any] | None = None
+
+
+@runtime_checkable
+class Method(Protocol):
+    """A serializer method.
+
+    ``name`` is the short tag written in the envelope header.
+    ``python_bound`` is True when the method's payloads may carry bytecode,
+    which only the same Python major.minor can run.
+    """
+
+    name: str
+    python_bound: bool
+
+    def dumps(self, obj: Any, context: DumpContext) -> bytes:
+        """Serialize ``obj``; raise any exception when it cannot."""
+        ...
+
+    def loads(self, data: memoryview, context: LoadContext) -> Any:
+        """Rebuild the object from ``data``."""
+        ...
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries this method's payloads depend on."""
+        ...
+
+
+# --- the recording picklers -------------------------------------------------------------
+
+_PLAIN, _FUNCTION, _CLASS, _EXCEPTION, _MEMORYVIEW, _MODULE, _BUILTIN = range(7)
+
+
+def _kind_of(t: type) -> int:
+    if t is types.FunctionType:
+        return _FUNCTION
+    if issubclass(t, type):
+        return _CLASS
+    if issubclass(t, BaseException):
+        return _EXCEPTION
+    if t is memoryview:
+        return _MEMORYVIEW
+    if t is types.ModuleType:
+        return _MODULE
+    if t is types.BuiltinFunctionType:
+        return _BUILTIN
+    return _PLAIN
+
+
+_reduce_exception: Callable[[BaseException], Any] | None = None
+
+
+def _exception_reducer() -> Callable[[BaseException], Any]:
+    global _reduce_exception
+    if _reduce_exception is None:
+        from serdoctor.serialize._remote_exc import reduce_exception
+
+        _reduce_exception = reduce_exception
+    return _reduce_exception
+
+
+class _Hooks:
+    """The ``reducer_override`` logic shared by the three built-in picklers."""
+
+    _rec: Recorder
+    _strict: bool  # True: give up on anything that must travel by value
+    _kinds: dict[type, int]
+
+    def _override(self, obj: Any) -> Any:
+        t = type(obj)
+        kind = self._kinds.get(t)
+        if kind is None:
+            kind = self._kinds[t] = _kind_of(t)
+        if kind == _PLAIN:
+            return NotImplemented
+        if kind == _FUNCTION or kind == _CLASS:
+            decision = self._rec.code(obj)
+            if self._strict and decision.how == "value":
+                raise ByValueNeeded(decision)
+        elif kind == _EXCEPTION:
+            return _exception_reducer()(obj)
+        elif kind == _MEMORYVIEW:
+            return reduce_memoryview(obj)
+        elif kind == _MODULE:
+            self._rec.module(obj)
+        elif kind == _BUILTIN:
+            self._rec.builtin(obj)
+        return NotImplemented
+
+
+class _ReferencePickler(_Hooks, pickle.Pickler):
+    def __init__(self, file: io.BytesIO, ctx: DumpContext) -> None:
+        super().__init__(file, PROTOCOL, buffer_callback=ctx.buffer_callback)
+        self._rec = ctx.recorder
+        self._strict = True
+        self._kinds = {}
+        self._pid = ctx.persistent_id
+
+    def reducer_override(self, obj: Any) -> Any:
+        return self._override(obj)
+
+
+class _ReferencePicklerPID(_ReferencePickler):
+    def persistent_id(self, obj: Any) -> Any:
+        assert self._pid is not None
+        return self._pid(obj)
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, ctx: LoadContext) -> None:
+        super().__init__(file, buffers=ctx.buffers)
+        self._load = ctx.persistent_load
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._load is None:
+            raise pickle.UnpicklingError("payload has persistent ids but no loader for them")
+        return self._load(pid)
+
+
+def _plain_loads(data: memoryview, ctx: LoadContext) -> Any:
+    if ctx.persistent_load is None:
+        return pickle.loads(data, buffers=ctx.buffers)
+    return _Unpickler(io.BytesIO(data), ctx).load()
+
+
+class PickleMethod:
+    """Standard pickle, protocol 5; functions and classes by reference only."""
+
+    name = "pickle"
+    python_bound = False
+
+    def dumps(self, obj: Any, context: DumpContext) -> bytes:
+        """Pickle ``obj``; raise ByValueNeeded when some code cannot go by reference."""
+        context.recorder.active = True
+        file = io.BytesIO()
+        cls = _ReferencePickler if context.persistent_id is None else _ReferencePicklerPID
+        cls(file, context).dump(obj)
+        return file.getvalue()
+
+    def loads(self, data: memoryview, context: LoadContext) -> Any:
+        """Unpickle ``data``."""
+        return _plain_loads(data, context)
+
+    def versions(self) -> dict[str, str]:
+        """pickle is part of Python: no library versions."""
+        return {}
+
+
+_by_value_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _cloudpickle_by_value(names: tuple[str, ...]) -> Iterator[None]:
+    """Register modules with cloudpickle for the duration of one dumps."""
+    if not names:
+        yield
+        return
+    import cloudpickle
+
+    with _by_value_lock:
+        already = set(cloudpickle.list_registry_pickle_by_value())
+        added = []
+        for name in names:
+            module = sys.modules.get(name)
+            if module is not None and name not in already:
+                cloudpickle.register_pickle_by_value(module)
+                added.append(module)
+        try:
+            yield
+        finally:
+            for module in added:
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+def _cloudpickle_classes() -> tuple[type, type]:
+    import cloudpickle
+
+    class CloudPickler(_Hooks, cloudpickle.Pickler):  # type: ignore[misc]
+        def __init__(self, file: io.BytesIO, ctx: DumpContext) -> None:
+            super().__init__(file, protocol=PROTOCOL, buffer_callback=ctx.buffer_callback)
+            self._rec = ctx.recorder
+            self._strict = False
+            self._kinds = {}
+            self._pid = ctx.persistent_id
+
+        def reducer_override(self, obj: Any) -> Any:
+            result = self._override(obj)
+            if result is NotImplemented and self._kinds.get(type(obj)) in (_FUNCTION, _CLASS):
+                return super().reducer_override(obj)
+            return result
+
+    class CloudPicklerPID(CloudPickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return self._pid(obj)
+
+    return CloudPickler, CloudPicklerPID
+
+
+class CloudpickleMethod:
+    """cloudpickle: code by value when it is not importable, else by reference."""
+
+    name = "cloudpickle"
+    python_bound = True
+    _classes: tuple[type, type] | None = None
+
+    def dumps(self, obj: Any, context: DumpContext) -> bytes:
+        """Pickle ``obj`` with cloudpickle, recording how code travels."""
+        if CloudpickleMethod._classes is None:
+            CloudpickleMethod._classes = _cloudpickle_classes()
+        plain, with_pid = CloudpickleMethod._classes
+        context.recorder.active = True
+        file = io.BytesIO()
+        cls = plain if context.persistent_id is None else with_pid
+        with _cloudpickle_by_value(context.by_value_modules):
+            cls(file, context).dump(obj)
+        return file.getvalue()
+
+    def loads(self, data: memoryview, context: LoadContext) -> Any:
+        """cloudpickle payloads load with the standard unpickler."""
+        return _plain_loads(data, context)
+
+    def versions(self) -> dict[str, str]:
+        """The cloudpickle version, which must match for by-value code."""
+        import cloudpickle
+
+        return {"cloudpickle": str(cloudpickle.__version__)}
+
+
+def _dill_classes() -> tuple[type, type, type]:
+    import dill
+
+    class DillPickler(_Hooks, dill.Pickler):  # type: ignore[misc]
+        def __init__(self, file: io.BytesIO, ctx: DumpContext) -> None:
+            super().__init__(
+                file, PROTOCOL, buffer_callback=ctx.buffer_callback, recurse=True, byref=False
+            )
+            self._rec = ctx.recorder
+            self._strict = False
+            self._kinds = {}
+            self._pid = ctx.persistent_id
+
+        def reducer_override(self, obj: Any) -> Any:
+            return self._override(obj)
+
+    class DillPicklerPID(DillPickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return self._pid(obj)
+
+    class DillUnpickler(dill.Unpickler):  # type: ignore[misc]
+        def __init__(self, file: io.BytesIO, ctx: LoadContext) -> None:
+            super().__init__(file, buffers=ctx.buffers)
+            self._load = ctx.persistent_load
+
+        def persistent_load(self, pid: Any) -> Any:
+            if self._load is None:
+                raise pickle.UnpicklingError("payload has persistent ids but no loader for them")
+            return self._load(pid)
+
+    return DillPickler, DillPicklerPID, DillUnpickler
+
+
+class DillMethod:
+    """dill: code by value, and more kinds of objects than cloudpickle."""
+
+    name = "dill"
+    python_bound = True
+    _classes: tuple[type, type, type] | None = None
+
+    def _get(self) -> tuple[type, type, type]:
+        if DillMethod._classes is None:
+            DillMethod._classes = _dill_classes()
+        return DillMethod._classes
+
+    def dumps(self, obj: Any, context: DumpContext) -> bytes:
+        """Pickle ``obj`` with dill (``recurse=True``), recording how code travels."""
+        plain, with_pid, _ = self._get()
+        context.recorder.active = True
+        file = io.BytesIO()
+        cls = plain if context.persistent_id is None else with_pid
+        cls(file, context).dump(obj)
+        return file.getvalue()
+
+    def loads(self, data: memoryview, context: LoadContext) -> Any:
+        """Unpickle with dill's unpickler."""
+        return self._get()[2](io.BytesIO(data), context).load()
+
+    def versions(self) -> dict[str, str]:
+        """The dill version, which must match for by-value code."""
+        import dill
+
+        return {"dill": str(dill.__version__)}
+
+
+# --- the registry --------------------------------------------------------------------
+
+
+class MethodRegistry:
+    """Ordered, name-keyed registry of methods; a taken name raises."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, Method] = {}
+        self._lock = threading.Lock()
+        self._entry_points_loaded = False
+
+    def register(self, method: Method, *, replace: bool = False) -> Method:
+        """Add ``method``; raise :class:`RegistryError` if its name is taken."""
+        if not isinstance(method, Method):
+            raise RegistryError(
+                f"{method!r} is not a serializer method: it needs `name`, `python_bound`, "
+                "`dumps(obj, context)`, `loads(data, context)` and `versions()`"
+            )
+        name = method.name
+        if not isinstance(name, str) or not name or len(name) > 64:
+            raise RegistryError(f"method name {name!r} must be a non-empty string of ≤ 64 chars")
+        with self._lock:
+            if name in self._methods and not replace:
+                raise RegistryError(
+                    f"a serializer method named {name!r} is already registered "
+                    f"({type(self._methods[name]).__qualname__}): choose another name, or "
+                    "pass replace=True to override it on purpose"
+                )
+            self._methods[name] = method
+        return method
+
+    def unregister(self, name: str) -> None:
+        """Remove a method (mainly for tests)."""
+        with self._lock:
+            self._methods.pop(name, None)
+
+    def load_entry_points(self) -> list[str]:
+        """Register methods advertised in the ``serdoctor.methods`` entry-point group."""
+        added: list[str] = []
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                target = ep.load()
+                method = target() if isinstance(target, type) else target
+            except Exception as exc:
+                raise RegistryError(
+                    f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP!r} "
+                    f"failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
+            if getattr(method, "name", None) in self._methods:
+                continue
+            self.register(method)
+            added.append(method.name)
+        self._entry_points_loaded = True
+        return added
+
+    def get(self, name: str) -> Method:
+        """The method called ``name``; entry points are consulted on a miss."""
+        method = self._methods.get(name)
+        if method is None and not self._entry_points_loaded:
+            self.load_entry_points()
+            method = self._methods.get(name)
+        if method is None:
+            raise RegistryError(
+                f"no serializer method named {name!r}; available: {', '.join(self.names())}. "
+                f"Third-party methods register through the {ENTRY_POINT_GROUP!r} entry-point group"
+            )
+        return method
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._methods
+
+    def names(self) -> list[str]:
+        """Registered names, in registration order."""
+        return list(self._methods)
+
+
+registry = MethodRegistry()
+registry.register(PickleMethod())
+registry.register(CloudpickleMethod())
+registry.register(DillMethod())
+
+
+def register_method(method: Method, *, replace: bool = False) -> Method:
+    """Register a serializer method globally (see :class:`Method`)."""
+    return registry.register(method, replace=replace)

@@ -1,0 +1,133 @@
+"""Finding the exact sub-object that cannot be serialized.
+
+When every method fails on an object, :func:`find_culprit` walks the object
+graph the way pickle would reach it (container items, the state returned by
+``__reduce_ex__``, a function's closure cells, globals and defaults) and
+descends into the first child that still fails, until it reaches an object
+whose children all succeed: that object is the culprit. Its path reads like
+Python: ``args[1]['pool']._lock``.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+MAX_DEPTH = 200
+MAX_CHILDREN = 10_000
+
+
+@dataclass(frozen=True)
+class Culprit:
+    """The deepest sub-object that cannot be sent, and why."""
+
+    path: str
+    type_name: str
+    error: str
+
+
+def _type_name(obj: Any) -> str:
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _state_children(obj: Any) -> Iterator[tuple[str, Any]]:
+    try:
+        reduced = obj.__reduce_ex__(5)
+    except Exception:
+        reduced = None
+    if not isinstance(reduced, tuple):
+        attrs = getattr(obj, "__dict__", None)
+        if isinstance(attrs, dict):
+            for name, value in attrs.items():
+                yield f".{name}", value
+        return
+    args = reduced[1] if len(reduced) > 1 else ()
+    state = reduced[2] if len(reduced) > 2 else None
+    slots: Any = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state
+    for part in (state, slots):
+        if isinstance(part, dict):
+            for name, value in part.items():
+                yield (f".{name}" if isinstance(name, str) else f"[{name!r}]"), value
+        elif part is not None:
+            yield ".__getstate__()", part
+    if isinstance(args, tuple):
+        for i, value in enumerate(args):
+            if not isinstance(value, type):
+                yield f".__reduce__()[1][{i}]", value
+    if len(reduced) > 3 and reduced[3] is not None:
+        for i, value in enumerate(reduced[3]):
+            yield f"[{i}]", value
+    if len(reduced) > 4 and reduced[4] is not None:
+        for key, value in reduced[4]:
+            yield f"[{key!r}]", value
+
+
+def _function_children(fn: types.FunctionType) -> Iterator[tuple[str, Any]]:
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        yield f"<closure {name}>", value
+    for name in fn.__code__.co_names:
+        if name in fn.__globals__:
+            value = fn.__globals__[name]
+            if not isinstance(value, types.ModuleType):
+                yield f"<global {name}>", value
+    for i, value in enumerate(fn.__defaults__ or ()):
+        yield f"<default {i}>", value
+    for name, value in (fn.__kwdefaults__ or {}).items():
+        yield f"<default {name}>", value
+
+
+def children(obj: Any) -> Iterator[tuple[str, Any]]:
+    """The sub-objects pickle would serialize for ``obj``, with path suffixes."""
+    if isinstance(obj, dict):
+        for key, value in list(obj.items())[:MAX_CHILDREN]:
+            yield f"[{key!r}]", value
+            if not isinstance(key, (str, int, float, bytes, tuple, frozenset, type(None))):
+                yield f"<key {key!r}>", key
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj[:MAX_CHILDREN]):
+            yield f"[{i}]", value
+    elif isinstance(obj, (set, frozenset)):
+        for i, value in enumerate(list(obj)[:MAX_CHILDREN]):
+            yield f"<item {i}>", value
+    elif isinstance(obj, types.FunctionType):
+        yield from _function_children(obj)
+    elif isinstance(obj, (type, types.ModuleType, str, bytes, int, float)):
+        return
+    else:
+        yield from _state_children(obj)
+
+
+def find_culprit(
+    obj: Any, fails: Callable[[Any], str | None], root: str = "obj"
+) -> Culprit | None:
+    """Descend from ``obj`` to the deepest sub-object for which ``fails`` gives an error.
+
+    ``fails(x)`` returns None when ``x`` can be sent, else the error text.
+    Returns None when ``obj`` itself can be sent.
+    """
+    error = fails(obj)
+    if error is None:
+        return None
+    path = root
+    seen = {id(obj)}
+    for _ in range(MAX_DEPTH):
+        for suffix, child in children(obj):
+            if id(child) in seen:
+                continue
+            child_error = fails(child)
+            if child_error is not None:
+                seen.add(id(child))
+                obj, path, error = child, path + suffix, child_error
+                break
+        else:
+            break
+    return Culprit(path, _type_name(obj), error)

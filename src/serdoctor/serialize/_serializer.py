@@ -1,0 +1,484 @@
+"""The serializer stack: selection, envelope and the checks made before loading.
+
+``dumps`` tries each method in order (``pickle`` first) and keeps the first
+that succeeds; a method is passed over when it cannot send something, e.g.
+``pickle`` meeting a lambda. ``loads`` reads the header (JSON, never pickle),
+then, before a single byte is unpickled, checks the signature, the method
+allowlist, the Python version for by-value code and the modules the payload
+needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import platform
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from serdoctor.errors import (
+    DeserializationError,
+    EnvironmentMismatchError,
+    IncompatiblePythonError,
+    MissingModuleError,
+    SerdoctorError,
+    SerializationError,
+    SignatureError,
+    UnsafePayloadError,
+)
+from serdoctor.serialize import _envelope as env
+from serdoctor.serialize._classify import ByValueNeeded, Recorder
+from serdoctor.serialize._explain import Attempt, Explanation
+from serdoctor.serialize._methods import DumpContext, LoadContext, Method, registry
+from serdoctor.serialize._probe import find_culprit
+from serdoctor.serialize._rebuild import make_bytearray
+from serdoctor.serialize._requirements import importable, local_version, requirements_for
+
+if TYPE_CHECKING:
+    from serdoctor.serialize._proxy import ProxyPlan, ProxyPolicy
+
+OnMismatch = Literal["warn", "error", "ignore"]
+DEFAULT_METHODS = ("pickle", "cloudpickle", "dill")
+#: buffers smaller than this stay in the body: a frame per tiny array costs more than a copy
+MIN_OUT_OF_BAND = 4096
+#: bytearrays at least this large travel out of band when found by the bounded scan
+BYTEARRAY_OUT_OF_BAND = 64 * 1024
+_SCAN_BUDGET = 1000
+
+PYTHON = platform.python_version()
+PYTHON_MINOR = "{}.{}".format(*sys.version_info[:2])
+IMPLEMENTATION = sys.implementation.name
+
+
+class EnvironmentMismatchWarning(UserWarning):
+    """A distribution the payload needs has another version here than where it was made."""
+
+
+@dataclass
+class _Dumped:
+    frames: list[env.Buffer]
+    header: env.Header
+    recorder: Recorder
+    attempts: list[Attempt]
+
+
+def _scan_bytearrays(obj: Any) -> set[int]:
+    """Large bytearrays at the top or inside the first few container items."""
+    found: set[int] = set()
+    stack = [obj]
+    budget = _SCAN_BUDGET
+    while stack and budget > 0:
+        item = stack.pop()
+        budget -= 1
+        t = type(item)
+        if t is bytearray:
+            if len(item) >= BYTEARRAY_OUT_OF_BAND:
+                found.add(id(item))
+        elif t is list or t is tuple:
+            stack.extend(item[:budget])
+        elif t is dict:
+            stack.extend(list(item.values())[:budget])
+    return found
+
+
+def _buffer_pid(ids: set[int]) -> Any:
+    def persistent_id(obj: Any) -> Any:
+        if id(obj) in ids:
+            return pickle.PickleBuffer(obj)
+        return None
+
+    return persistent_id
+
+
+def _chain(first: Any, second: Any) -> Any:
+    def persistent_id(obj: Any) -> Any:
+        pid = first(obj)
+        return second(obj) if pid is None else pid
+
+    return persistent_id
+
+
+def _persistent_load(pid: Any) -> Any:
+    if isinstance(pid, tuple) and pid and pid[0] == "sd:proxy":
+        from serdoctor.serialize._proxy import load_persistent
+
+        return load_persistent(pid)
+    if isinstance(pid, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
+        return make_bytearray(pid)
+    raise DeserializationError(f"payload holds an unknown persistent id of type {type(pid).__name__}")
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ByValueNeeded):
+        return str(exc)
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+class Serializer:
+    """A configured serializer stack.
+
+    ``methods`` are tried in order; ``by_value_modules`` sends those modules'
+    code by value; ``key`` signs every payload with HMAC-SHA256 and refuses
+    unsigned ones; ``allow`` lists the methods ``loads`` accepts (default:
+    ``methods``); ``proxy`` moves large objects into a ProxyStore store;
+    ``on_mismatch`` says what ``loads`` does when a distribution's version
+    differs from the sender's (``"warn"``, ``"error"`` or ``"ignore"``).
+    """
+
+    def __init__(
+        self,
+        methods: Sequence[str] = DEFAULT_METHODS,
+        *,
+        by_value_modules: Sequence[str] = (),
+        key: bytes | None = None,
+        allow: Sequence[str] | None = None,
+        proxy: ProxyPolicy | None = None,
+        on_mismatch: OnMismatch = "warn",
+    ) -> None:
+        if isinstance(methods, str):
+            methods = (methods,)
+        if not methods:
+            raise ValueError("Serializer needs at least one method, e.g. methods=('pickle',)")
+        for name in methods:
+            registry.get(name)  # unknown names fail now, not at the first dumps
+        if isinstance(by_value_modules, str):
+            by_value_modules = (by_value_modules,)
+        if key is not None and not isinstance(key, (bytes, bytearray)):
+            raise TypeError(f"key must be bytes (e.g. os.urandom(32)), not {type(key).__name__}")
+        if key is not None and len(key) < 16:
+            raise ValueError("key is too short: use at least 16 random bytes, e.g. os.urandom(32)")
+        if on_mismatch not in ("warn", "error", "ignore"):
+            raise ValueError(
+                f"on_mismatch must be 'warn', 'error' or 'ignore', not {on_mismatch!r}"
+            )
+        self.methods: tuple[str, ...] = tuple(methods)
+        self.by_value_modules: tuple[str, ...] = tuple(by_value_modules)
+        self.key: bytes | None = bytes(key) if key is not None else None
+        self.allow: tuple[str, ...] = tuple(allow) if allow is not None else self.methods
+        self.proxy = proxy
+        self.on_mismatch: OnMismatch = on_mismatch
+
+    def __repr__(self) -> str:
+        return (
+            f"Serializer(methods={self.methods!r}, by_value_modules={self.by_value_modules!r}, "
+            f"signed={self.key is not None}, allow={self.allow!r}, proxy={self.proxy!r}, "
+            f"on_mismatch={self.on_mismatch!r})"
+        )
+
+    # --- dumping ---------------------------------------------------------------------
+
+    def _run(self, method: Method, obj: Any, pid: Any, buffers: list[env.Buffer]) -> tuple[bytes, Recorder]:
+        def callback(buf: pickle.PickleBuffer) -> bool:
+            try:
+                view = buf.raw()
+            except BufferError:  # not contiguous: pickle copies it in band
+                return True
+            if view.nbytes < MIN_OUT_OF_BAND:
+                return True
+            buffers.append(view)
+            return False
+
+        recorder = Recorder(self.by_value_modules)
+        ctx = DumpContext(callback, pid, self.by_value_modules, recorder)
+        return method.dumps(obj, ctx), recorder
+
+    def _dump(self, obj: Any) -> _Dumped:
+        attempts: list[Attempt] = []
+        big = _scan_bytearrays(obj)
+        pid: Any = _buffer_pid(big) if big else None
+        plan: ProxyPlan | None = None
+        if self.proxy is not None:
+            plan = self.proxy.plan_before(obj)
+            if plan is not None:
+                pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
+        for name in self.methods:
+            method = registry.get(name)
+            buffers: list[env.Buffer] = []
+            try:
+                body, recorder = self._run(method, obj, pid, buffers)
+            except Exception as exc:
+                attempts.append(Attempt(name, _error_text(exc)))
+                continue
+            if self.proxy is not None and plan is None:
+                plan = self.proxy.plan_after(obj, len(body) + sum(len(b) for b in buffers))
+                if plan is not None:
+                    pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
+                    buffers = []
+                    body, recorder = self._run(method, obj, pid, buffers)
+            frames, header = self._frames(method, body, buffers, recorder, pid is not None, plan)
+            return _Dumped(frames, header, recorder, attempts)
+        raise self._failure(obj, attempts)
+
+    def _frames(
+        self,
+        method: Method,
+        body: bytes,
+        buffers: list[env.Buffer],
+        recorder: Recorder,
+        persistent: bool,
+        plan: ProxyPlan | None,
+    ) -> tuple[list[env.Buffer], env.Header]:
+        requires, dists = requirements_for(recorder.modules) if recorder.modules else ({}, {})
+        extra: dict[str, Any] = {}
+        if dists:
+            extra["dists"] = dists
+        if persistent:
+            extra["persistent"] = True
+        if plan is not None:
+            extra["proxies"] = plan.to_header()
+        by_value = recorder.any_by_value or (method.python_bound and not recorder.active)
+        from serdoctor import __version__
+
+        header = env.Header(
+            method=method.name,
+            python=PYTHON,
+            implementation=IMPLEMENTATION,
+            by_value=by_value,
+            requires=requires,
+            libraries=method.versions(),
+            body=len(body),
+            buffers=tuple(len(b) if not isinstance(b, memoryview) else b.nbytes for b in buffers),
+            serdoctor=__version__,
+            signed=self.key is not None,
+            extra=extra,
+        )
+        return env.pack(header, body, buffers, self.key), header
+
+    def _failure(self, obj: Any, attempts: list[Attempt]) -> SerializationError:
+        def fails(candidate: Any) -> str | None:
+            errors = []
+            for name in self.methods:
+                try:
+                    self._run(registry.get(name), candidate, None, [])
+                    return None
+                except Exception as exc:
+                    errors.append(f"{name}: {_error_text(exc)}")
+            return "; ".join(errors)
+
+        culprit = None
+        with contextlib.suppress(Exception):
+            culprit = find_culprit(obj, fails)
+        tried = "; ".join(f"{a.method}: {a.reason}" for a in attempts)
+        if culprit is None:
+            return SerializationError(f"no method could serialize the object ({tried})")
+        return SerializationError(
+            f"cannot serialize {culprit.path} (type {culprit.type_name}): no method can send it "
+            f"({culprit.error}). Give its class a __reduce__ or register one with copyreg, "
+            "or leave it out of what you send (recreate it where the object is loaded)",
+            path=culprit.path,
+            type_name=culprit.type_name,
+        )
+
+    def dumps_frames(self, obj: Any) -> list[env.Buffer]:
+        """Serialize ``obj`` into frames: header, body, then each large buffer uncopied.
+
+        ``b"".join(frames)`` equals :meth:`dumps`. Send the frames separately
+        (e.g. a ZeroMQ multipart message) to avoid copying large buffers.
+        """
+        return self._dump(obj).frames
+
+    def dumps(self, obj: Any) -> bytes:
+        """Serialize ``obj`` into one ``bytes`` payload."""
+        return b"".join(self._dump(obj).frames)
+
+    def explain(self, obj: Any) -> Explanation:
+        """Serialize ``obj`` and report which method was chosen and why, object by object."""
+        dumped = self._dump(obj)
+        header = dumped.header
+        decisions = tuple(d for d in dumped.recorder.decisions.values() if not d.plumbing)
+        return Explanation(
+            method=header.method,
+            by_value=header.by_value,
+            python=PYTHON_MINOR,
+            decisions=decisions,
+            requires=dict(header.requires),
+            size=sum(len(f) if not isinstance(f, memoryview) else f.nbytes for f in dumped.frames),
+            body_size=header.body,
+            buffers=header.buffers,
+            attempts=tuple(dumped.attempts),
+            proxies=tuple(header.extra.get("proxies", ())),
+        )
+
+    @contextlib.contextmanager
+    def proxy_scope(self) -> Iterator[Any]:
+        """Proxies created by ``dumps`` inside the block are evicted when it ends."""
+        if self.proxy is None:
+            raise ValueError("this Serializer has no proxy policy: pass proxy=ProxyPolicy(...)")
+        with self.proxy.scope() as scope:
+            yield scope
+
+    # --- loading ---------------------------------------------------------------------
+
+    def loads(self, data: env.Buffer, *, raw: bool = False) -> Any:
+        """Check, then load a payload made by :meth:`dumps`.
+
+        ``raw=True`` also accepts a plain pickle (no envelope, so no checks),
+        unless this serializer has a key: a raw pickle cannot be signed.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"loads() takes bytes, bytearray or memoryview, not {type(data).__name__}"
+            )
+        if not env.is_envelope(data):
+            return self._load_raw(data, raw)
+        parsed = env.parse(data)
+        writable = not memoryview(data).readonly
+        return self._load(parsed, copy_buffers=not writable)
+
+    def loads_frames(self, frames: Sequence[env.Buffer]) -> Any:
+        """Check, then load frames made by :meth:`dumps_frames`, without copying them.
+
+        Arrays rebuilt from read-only frames are read-only.
+        """
+        return self._load(env.parse_frames(frames), copy_buffers=False)
+
+    def read_header(self, data: env.Buffer) -> env.Header:
+        """Decode a payload's header without loading (or verifying) anything."""
+        return env.read_head(data)[0]
+
+    def _load_raw(self, data: env.Buffer, raw: bool) -> Any:
+        if not raw:
+            head = bytes(memoryview(data)[:2])
+            hint = (
+                "it looks like a plain pickle: pass raw=True to load it without serdoctor's "
+                "checks (only if you trust its source)"
+                if head[:1] == b"\x80"
+                else "it is neither a serdoctor payload nor a pickle"
+            )
+            raise DeserializationError(f"not a serdoctor payload (no magic bytes): {hint}")
+        if self.key is not None:
+            raise SignatureError(
+                "a raw pickle carries no signature, and this serializer requires one (key=); "
+                "nothing was unpickled"
+            )
+        if "pickle" not in self.allow:
+            raise UnsafePayloadError("raw pickles need 'pickle' in allow=")
+        try:
+            return pickle.loads(data)
+        except SerdoctorError:
+            raise
+        except Exception as exc:
+            raise DeserializationError(f"raw pickle failed to load: {_error_text(exc)}") from exc
+
+    def _check(self, header: env.Header) -> Method:
+        if header.method not in self.allow:
+            raise UnsafePayloadError(
+                f"payload was made with method {header.method!r}, which this serializer does "
+                f"not accept (allow={self.allow!r}); nothing was unpickled. Add it to allow= "
+                "only if you trust the payload's source"
+            )
+        if header.by_value and (
+            ".".join(header.python.split(".")[:2]) != PYTHON_MINOR
+            or header.implementation != IMPLEMENTATION
+        ):
+            raise IncompatiblePythonError(
+                f"payload holds code sent by value (bytecode) by {header.implementation} "
+                f"{header.python}, but this is {IMPLEMENTATION} {PYTHON}: bytecode only runs on "
+                f"the Python major.minor that made it. Load it with Python "
+                f"{'.'.join(header.python.split('.')[:2])}, or make the function importable on "
+                "both sides (define it in a module installed there, not in __main__, a closure "
+                "or a lambda) so it travels by reference"
+            )
+        dists: dict[str, str] = header.extra.get("dists", {}) or {}
+        for module, version in header.requires.items():
+            if not importable(module):
+                made = f"{dists.get(module, module)} {version}" if version else "version unknown"
+                raise MissingModuleError(
+                    f"payload needs module {module!r} ({made} where it was made), which is not "
+                    f"installed here: install it where the payload is loaded, or send its code "
+                    f"by value with by_value_modules=({module!r},)",
+                    module=module,
+                    sender_version=version,
+                )
+        if self.on_mismatch != "ignore":
+            for module, version in header.requires.items():
+                dist = dists.get(module)
+                here = local_version(dist) if dist else None
+                if version and here and here != version:
+                    self._mismatch(
+                        f"payload was made with {dist} {version}; this environment has {dist} "
+                        f"{here}: objects may load differently (install {dist}=={version} here "
+                        "to match, or pass on_mismatch='ignore')"
+                    )
+        try:
+            method = registry.get(header.method)
+        except SerdoctorError:
+            raise DeserializationError(
+                f"payload was made with method {header.method!r}, which is not installed here: "
+                "install the package that registers it (entry-point group 'serdoctor.methods')"
+            ) from None
+        if header.by_value and self.on_mismatch != "ignore":
+            for lib, version in header.libraries.items():
+                here = method.versions().get(lib)
+                if here and here != version:
+                    self._mismatch(
+                        f"payload holds by-value code made with {lib} {version}; this environment "
+                        f"has {lib} {here}, which may not read it: install {lib}=={version}"
+                    )
+        return method
+
+    def _mismatch(self, message: str) -> None:
+        if self.on_mismatch == "error":
+            raise EnvironmentMismatchError(message)
+        warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)
+
+    def _load(self, parsed: env.Parsed, *, copy_buffers: bool) -> Any:
+        if self.key is not None:
+            parsed.verify(self.key)
+        header = parsed.header
+        method = self._check(header)
+        buffers: list[Any] = list(parsed.buffers)
+        if copy_buffers:
+            buffers = [bytearray(b) for b in buffers]
+        persistent = _persistent_load if header.extra.get("persistent") else None
+        try:
+            return method.loads(parsed.body, LoadContext(buffers, persistent))
+        except SerdoctorError:
+            raise
+        except ModuleNotFoundError as exc:
+            module = exc.name or "?"
+            raise MissingModuleError(
+                f"loading the payload imported {module!r}, which is not installed here: install "
+                "it where the payload is loaded",
+                module=module,
+            ) from exc
+        except AttributeError as exc:
+            raise DeserializationError(
+                f"loading the payload failed: {exc}. The name exists where the payload was made "
+                "but not here: the module differs between the two environments (compare them "
+                "with `ser-doctor env diff`)"
+            ) from exc
+        except Exception as exc:
+            raise DeserializationError(
+                f"the {header.method} body failed to load: {_error_text(exc)}"
+            ) from exc
+
+
+_default: Serializer | None = None
+
+
+def default_serializer() -> Serializer:
+    """The serializer behind :func:`serdoctor.dumps` and :func:`serdoctor.loads`."""
+    global _default
+    if _default is None:
+        _default = Serializer()
+    return _default
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialize ``obj`` with the default stack (pickle, then cloudpickle, then dill)."""
+    return default_serializer().dumps(obj)
+
+
+def loads(data: env.Buffer, *, raw: bool = False) -> Any:
+    """Check, then load a payload made by :func:`dumps`."""
+    return default_serializer().loads(data, raw=raw)
+
+
+def explain(obj: Any) -> Explanation:
+    """Report how the default stack would serialize ``obj``, and why."""
+    return default_serializer().explain(obj)
