@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -41,8 +42,79 @@ def no_leftover_processes() -> Iterator[None]:
         leaked = {p for p in _children() - before if _alive(p)}
     if leaked:
         for pid in leaked:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, 9)
-            except OSError:
-                pass
         pytest.fail(f"test left child processes running: {sorted(leaked)}")
+
+
+# --- running code in fresh interpreters ---------------------------------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+
+RunPython = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_python(tmp_path: Path) -> RunPython:
+    """Run a script in a fresh interpreter; ``path=`` entries go on its PYTHONPATH.
+
+    The child starts in ``tmp_path`` and sees only the given extra paths (plus
+    its installed packages): modules that exist only on one side stay there.
+    """
+    counter = iter(range(1_000_000))
+
+    def run(
+        script: str,
+        *args: str,
+        path: Sequence[Path] = (),
+        python: str = sys.executable,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        file = tmp_path / f"script_{next(counter)}.py"
+        file.write_text(textwrap.dedent(script))
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        if path:
+            env["PYTHONPATH"] = os.pathsep.join(str(p) for p in path)
+        proc = subprocess.run(
+            [python, str(file), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tmp_path,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"fresh interpreter failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    return run
+
+
+def make_distribution(root: Path, name: str, version: str, source: str) -> Path:
+    """Write an importable package ``name`` with dist-info metadata under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    pkg = root / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent(source))
+    info = root / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "top_level.txt").write_text(f"{name}\n")
+    (info / "RECORD").write_text(f"{name}/__init__.py,,\n")
+    return root
+
+
+@pytest.fixture
+def distribution(tmp_path: Path) -> Callable[[str, str, str], Path]:
+    """Factory: ``distribution(name, version, source)`` -> a folder for PYTHONPATH."""
+
+    def make(name: str, version: str, source: str) -> Path:
+        return make_distribution(tmp_path / f"site-{name}-{version}", name, version, source)
+
+    return make

@@ -9,7 +9,7 @@ a non-zero exit code, never as a traceback.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -44,9 +44,13 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        Optional[bool],  # noqa: UP007 - typer needs Optional on Python 3.10
-        typer.Option("--version", callback=_version_callback, is_eager=True,
-                     help="Show the version and exit."),
+        bool | None,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version and exit.",
+        ),
     ] = None,
 ) -> None:
     """Diagnose how Python objects are serialized, and why loading them fails."""
@@ -111,8 +115,17 @@ def env_command(
         typer.echo(fingerprint.to_json())
         return
     table = Table(title="serdoctor environment", show_header=False)
-    for field_name in ("python", "implementation", "platform", "machine", "byteorder",
-                       "serdoctor", "format", "cloudpickle", "dill"):
+    for field_name in (
+        "python",
+        "implementation",
+        "platform",
+        "machine",
+        "byteorder",
+        "serdoctor",
+        "format",
+        "cloudpickle",
+        "dill",
+    ):
         table.add_row(field_name, str(getattr(fingerprint, field_name)))
     table.add_row("distributions", f"{len(fingerprint.distributions)} installed")
     console.print(table)
@@ -143,8 +156,9 @@ def env_diff_command(
             table.add_column(column)
         colours = {"breaks": "red", "may matter": "yellow", "info": "dim"}
         for d in diff.differences:
-            table.add_row(d.severity, d.what, str(d.here), str(d.there), d.why,
-                          style=colours[d.severity])
+            table.add_row(
+                d.severity, d.what, str(d.here), str(d.there), d.why, style=colours[d.severity]
+            )
         console.print(table)
     raise typer.Exit(1 if diff.matters else 0)
 

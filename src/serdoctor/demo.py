@@ -44,7 +44,10 @@ def _send(label: str, fn: Any, args: list[int], folder: Path) -> None:
     path.write_bytes(payload)
     result = subprocess.run(
         [sys.executable, "-c", _LOADER, str(path), *map(str, args)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     arrived = result.stdout.strip() if result.returncode == 0 else f"FAILED: {result.stderr}"
     print(f"\n=== {label}: called in a fresh interpreter with {args} -> {arrived}")
@@ -62,7 +65,8 @@ def main() -> int:
         print("\n=== the doctor reads a payload without executing it: ser-doctor inspect")
         subprocess.run(
             [sys.executable, "-m", "serdoctor.cli", "inspect", str(folder / "a_closure.sdoc")],
-            timeout=60, check=False,
+            timeout=60,
+            check=False,
         )
     return 0
 

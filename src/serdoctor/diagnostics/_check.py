@@ -66,7 +66,9 @@ class CheckReport:
             "type": self.type_name,
             "error": self.error,
             "remedy": self.remedy,
-            "fresh": None if self.fresh is None else {"ok": self.fresh.ok, "detail": self.fresh.detail},
+            "fresh": None
+            if self.fresh is None
+            else {"ok": self.fresh.ok, "detail": self.fresh.detail},
         }
 
     def __str__(self) -> str:
@@ -109,7 +111,7 @@ def remedy_for(obj_type_name: str, obj: Any = None) -> str:
     return (
         f"teach pickle to send {obj_type_name}: give its class a __reduce__ (or __getstate__/"
         "__setstate__), register a reducer with copyreg.pickle, or send only the plain data "
-        "it holds; if it is code from your own package, try by_value_modules=(\"yourpkg\",)"
+        'it holds; if it is code from your own package, try by_value_modules=("yourpkg",)'
     )
 
 
@@ -132,9 +134,7 @@ def load_target(target: str, serializer: Serializer | None = None) -> tuple[str,
         return _resolve(target)
     path = Path(target)
     if not path.is_file():
-        raise ValueError(
-            f"{target!r} is neither module:attribute nor an existing payload file"
-        )
+        raise ValueError(f"{target!r} is neither module:attribute nor an existing payload file")
     data = path.read_bytes()
     return "obj", (serializer or default_serializer()).loads(data)
 
@@ -153,7 +153,11 @@ def _fresh_load(payload: bytes) -> FreshResult:
         try:
             proc = subprocess.run(
                 [sys.executable, "-c", script, str(path)],
-                capture_output=True, text=True, timeout=FRESH_TIMEOUT, env=env, cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=FRESH_TIMEOUT,
+                env=env,
+                cwd=tmp,
             )
         except subprocess.TimeoutExpired:
             return FreshResult(False, f"loading took longer than {FRESH_TIMEOUT:.0f} s")
@@ -183,7 +187,12 @@ def check(
         type_name = exc.type_name or type(obj).__name__
         detail = str(exc).split("no method can send it (", 1)[-1].rsplit(")", 1)[0]
         return CheckReport(
-            name, False, None, path=path, type_name=type_name, error=detail,
+            name,
+            False,
+            None,
+            path=path,
+            type_name=type_name,
+            error=detail,
             remedy=remedy_for(type_name, culprit),
         )
     fresh_result = None
@@ -206,7 +215,7 @@ def _follow(obj: Any, path: str | None) -> Any:
     while rest:
         for suffix, child in children(current):
             if rest.startswith(suffix):
-                current, rest = child, rest[len(suffix):]
+                current, rest = child, rest[len(suffix) :]
                 break
         else:
             return None

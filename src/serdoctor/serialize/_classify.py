@@ -90,7 +90,7 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
     """
     kind = "class" if isinstance(obj, type) else "function"
     module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?")
+    qualname = str(getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?"))
     name = f"{module}.{qualname}"
     if isinstance(obj, types.FunctionType) and obj.__name__ == "<lambda>":
         return CodeDecision(kind, name, "value", _function_reason(obj))
@@ -103,7 +103,9 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
         return CodeDecision(kind, name, "value", f"class defined inside {outer}()")
     if module in ("__main__", "__mp_main__"):
         return CodeDecision(
-            kind, name, "value",
+            kind,
+            name,
+            "value",
             "defined in __main__ (the receiving interpreter has its own __main__)",
         )
     listed = _in_modules(module, by_value_modules)
@@ -111,17 +113,24 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
         return CodeDecision(kind, name, "value", f"module {listed!r} is listed in by_value_modules")
     found, target = _lookup(module, qualname)
     if not found and module == "builtins":
-        return CodeDecision(kind, name, "reference", "builtin type, rebuilt by the method's helpers")
+        return CodeDecision(
+            kind, name, "reference", "builtin type, rebuilt by the method's helpers"
+        )
     if not found:
         if module not in sys.modules:
             return CodeDecision(kind, name, "value", f"module {module!r} is not imported here")
         return CodeDecision(
-            kind, name, "value", f"{name} does not exist (the object was renamed or created dynamically)"
+            kind,
+            name,
+            "value",
+            f"{name} does not exist (the object was renamed or created dynamically)",
         )
     if target is not obj:
         what = type(target).__name__
         return CodeDecision(
-            kind, name, "value",
+            kind,
+            name,
+            "value",
             f"the name {name} now points at another object (a {what}, e.g. a decorator's wrapper)",
         )
     return CodeDecision(kind, name, "reference", f"importable as {name}")

@@ -25,7 +25,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from serdoctor.errors import DeserializationError, SignatureError
 
@@ -37,7 +37,7 @@ _PREFIX = struct.Struct(">5sBBI")  # magic, version, flags, header length
 PREFIX_SIZE = _PREFIX.size
 MAX_HEADER = 16 << 20
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,15 @@ class Header:
 
 
 _KNOWN = {
-    "method", "python", "implementation", "by_value", "requires",
-    "libraries", "body", "buffers", "serdoctor",
+    "method",
+    "python",
+    "implementation",
+    "by_value",
+    "requires",
+    "libraries",
+    "body",
+    "buffers",
+    "serdoctor",
 }
 
 
@@ -133,7 +140,9 @@ def sign(frames: Sequence[Buffer], key: bytes) -> bytes:
     return mac.digest()
 
 
-def pack(header: Header, body: Buffer, buffers: Sequence[Buffer], key: bytes | None) -> list[Buffer]:
+def pack(
+    header: Header, body: Buffer, buffers: Sequence[Buffer], key: bytes | None
+) -> list[Buffer]:
     """Return the frames of a payload; the tag is appended when ``key`` is set."""
     frames: list[Buffer] = [encode_head(header), body, *buffers]
     if key is not None:
@@ -184,7 +193,7 @@ class Parsed:
     header: Header
     head: memoryview
     body: memoryview
-    buffers: list[memoryview]
+    buffers: list[Buffer]
     tag: bytes | None
 
     def verify(self, key: bytes) -> None:
@@ -219,7 +228,7 @@ def parse(data: Buffer) -> Parsed:
         raise _truncated("the body", header.body, len(view) - pos)
     body = view[pos:end]
     pos = end
-    buffers = []
+    buffers: list[Buffer] = []
     for i, n in enumerate(header.buffers):
         if pos + n > len(view):
             raise _truncated(f"buffer {i}", n, len(view) - pos)
@@ -245,8 +254,9 @@ def parse_frames(frames: Sequence[Buffer]) -> Parsed:
     """Split a framed payload (``dumps_frames`` output) without copying any frame."""
     if not frames:
         raise DeserializationError("no frames given: a serdoctor payload has at least two")
-    views = [memoryview(f).cast("B") if memoryview(f).format != "B" else memoryview(f)
-             for f in frames]
+    views = [
+        memoryview(f).cast("B") if memoryview(f).format != "B" else memoryview(f) for f in frames
+    ]
     header, pos = read_head(views[0])
     if pos != len(views[0]):
         raise DeserializationError("frame 0 holds more than the serdoctor header")
@@ -260,11 +270,14 @@ def parse_frames(frames: Sequence[Buffer]) -> Parsed:
     body = views[1]
     if len(body) != header.body:
         raise _truncated("the body", header.body, len(body))
-    buffers = views[2 : 2 + len(header.buffers)]
-    for i, (frame, n) in enumerate(zip(buffers, header.buffers)):
+    for i, (frame, n) in enumerate(
+        zip(views[2 : 2 + len(header.buffers)], header.buffers, strict=False)
+    ):
         if len(frame) != n:
             raise _truncated(f"buffer {i}", n, len(frame))
     tag = bytes(views[-1]) if header.signed else None
     if tag is not None and len(tag) != TAG_SIZE:
         raise SignatureError("payload signature frame is damaged; nothing was unpickled")
-    return Parsed(header, views[0], body, list(buffers), tag)
+    # buffers stay the caller's own objects: a bytearray frame rebuilds a bytearray in place
+    buffers = list(frames[2 : 2 + len(header.buffers)])
+    return Parsed(header, views[0], body, buffers, tag)

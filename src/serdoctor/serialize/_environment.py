@@ -87,7 +87,9 @@ class Environment:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not JSON ({exc}): write it with `ser-doctor env --json`") from None
+            raise ValueError(
+                f"{path} is not JSON ({exc}): write it with `ser-doctor env --json`"
+            ) from None
         if not isinstance(data, dict):
             raise ValueError(f"{path} does not hold a JSON object")
         return cls.from_dict(data)
@@ -101,25 +103,65 @@ class Environment:
                 items.append(Difference(what, here, there, severity, why))
 
         if self.python_minor != other.python_minor:
-            add("python", self.python, other.python, "breaks",
+            add(
+                "python",
+                self.python,
+                other.python,
+                "breaks",
                 "by-value code (cloudpickle, dill) made by one Python major.minor cannot load "
-                "on the other; by-reference (pickle) payloads still work")
+                "on the other; by-reference (pickle) payloads still work",
+            )
         else:
             add("python", self.python, other.python, "info", "patch releases share bytecode")
-        add("implementation", self.implementation, other.implementation, "breaks",
-            "by-value code is specific to one Python implementation")
-        add("format", self.format, other.format, "breaks",
-            "serdoctor envelope formats differ: upgrade the older side")
-        add("cloudpickle", self.cloudpickle, other.cloudpickle, "breaks",
-            "cloudpickle payloads with by-value code need the same cloudpickle on both sides")
-        add("dill", self.dill, other.dill, "breaks",
-            "dill payloads with by-value code need the same dill on both sides")
-        add("serdoctor", self.serdoctor, other.serdoctor, "info",
-            "same envelope format; both sides read each other's payloads")
-        add("byteorder", self.byteorder, other.byteorder, "may matter",
-            "raw buffers (e.g. numpy arrays) keep their byte order; pickle records it")
-        add("platform", self.platform, other.platform, "info",
-            "pickle is platform-independent, but paths, locks and OS objects are not")
+        add(
+            "implementation",
+            self.implementation,
+            other.implementation,
+            "breaks",
+            "by-value code is specific to one Python implementation",
+        )
+        add(
+            "format",
+            self.format,
+            other.format,
+            "breaks",
+            "serdoctor envelope formats differ: upgrade the older side",
+        )
+        add(
+            "cloudpickle",
+            self.cloudpickle,
+            other.cloudpickle,
+            "breaks",
+            "cloudpickle payloads with by-value code need the same cloudpickle on both sides",
+        )
+        add(
+            "dill",
+            self.dill,
+            other.dill,
+            "breaks",
+            "dill payloads with by-value code need the same dill on both sides",
+        )
+        add(
+            "serdoctor",
+            self.serdoctor,
+            other.serdoctor,
+            "info",
+            "same envelope format; both sides read each other's payloads",
+        )
+        add(
+            "byteorder",
+            self.byteorder,
+            other.byteorder,
+            "may matter",
+            "raw buffers (e.g. numpy arrays) keep their byte order; pickle records it",
+        )
+        add(
+            "platform",
+            self.platform,
+            other.platform,
+            "info",
+            "pickle is platform-independent, but paths, locks and OS objects are not",
+        )
         add("machine", self.machine, other.machine, "info", "pickle is architecture-independent")
         names = sorted(set(self.distributions) | set(other.distributions))
         for name in names:
@@ -128,11 +170,21 @@ class Environment:
                 continue
             if here is None or there is None:
                 side = "here" if here is None else "there"
-                add(f"package {name}", here, there, "may matter",
-                    f"not installed {side}: payloads that import it fail to load {side}")
+                add(
+                    f"package {name}",
+                    here,
+                    there,
+                    "may matter",
+                    f"not installed {side}: payloads that import it fail to load {side}",
+                )
             else:
-                add(f"package {name}", here, there, "may matter",
-                    "payloads that use it may load differently (objects, defaults, renamed names)")
+                add(
+                    f"package {name}",
+                    here,
+                    there,
+                    "may matter",
+                    "payloads that use it may load differently (objects, defaults, renamed names)",
+                )
         return EnvironmentDiff(tuple(items))
 
 
@@ -160,7 +212,8 @@ class EnvironmentDiff:
     def __post_init__(self) -> None:
         order = {"breaks": 0, "may matter": 1, "info": 2}
         object.__setattr__(
-            self, "differences",
+            self,
+            "differences",
             tuple(sorted(self.differences, key=lambda d: (order[d.severity], d.what))),
         )
 

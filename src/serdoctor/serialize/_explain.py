@@ -69,9 +69,7 @@ class Explanation:
         for attempt in self.attempts:
             lines.append(f"  passed over {attempt.method}: {attempt.reason}")
         if self.by_value:
-            lines.append(
-                f"  code travels by value: the payload loads only on Python {self.python}"
-            )
+            lines.append(f"  code travels by value: the payload loads only on Python {self.python}")
         code = [d for d in self.decisions if d.kind in ("function", "class")]
         if code:
             lines.append("code:")

@@ -124,6 +124,7 @@ class _Hooks:
     _rec: Recorder
     _strict: bool  # True: give up on anything that must travel by value
     _kinds: dict[type, int]
+    _pid: Callable[[Any], Any] | None
 
     def _override(self, obj: Any) -> Any:
         t = type(obj)
@@ -132,7 +133,7 @@ class _Hooks:
             kind = self._kinds[t] = _kind_of(t)
         if kind == _PLAIN:
             return NotImplemented
-        if kind == _FUNCTION or kind == _CLASS:
+        if kind in (_FUNCTION, _CLASS):
             decision = self._rec.code(obj)
             if self._strict and decision.how == "value":
                 raise ByValueNeeded(decision)
@@ -250,6 +251,7 @@ def _cloudpickle_classes() -> tuple[type, type]:
 
     class CloudPicklerPID(CloudPickler):
         def persistent_id(self, obj: Any) -> Any:
+            assert self._pid is not None
             return self._pid(obj)
 
     return CloudPickler, CloudPicklerPID
@@ -303,6 +305,7 @@ def _dill_classes() -> tuple[type, type, type]:
 
     class DillPicklerPID(DillPickler):
         def persistent_id(self, obj: Any) -> Any:
+            assert self._pid is not None
             return self._pid(obj)
 
     class DillUnpickler(dill.Unpickler):  # type: ignore[misc]

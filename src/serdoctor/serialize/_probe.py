@@ -68,7 +68,7 @@ def _state_children(obj: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _function_children(fn: types.FunctionType) -> Iterator[tuple[str, Any]]:
-    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
         try:
             value = cell.cell_contents
         except ValueError:
@@ -106,9 +106,7 @@ def children(obj: Any) -> Iterator[tuple[str, Any]]:
         yield from _state_children(obj)
 
 
-def find_culprit(
-    obj: Any, fails: Callable[[Any], str | None], root: str = "obj"
-) -> Culprit | None:
+def find_culprit(obj: Any, fails: Callable[[Any], str | None], root: str = "obj") -> Culprit | None:
     """Descend from ``obj`` to the deepest sub-object for which ``fails`` gives an error.
 
     ``fails(x)`` returns None when ``x`` can be sent, else the error text.

@@ -23,7 +23,8 @@ def _make_memoryview(buf: Any, fmt: str, shape: tuple[int, ...]) -> memoryview:
     view = memoryview(buf).cast("B")
     if fmt == "B" and len(shape) == 1:
         return view
-    return view.cast(fmt, shape)
+    shaped: memoryview = view.cast(fmt, shape)  # type: ignore[call-overload]
+    return shaped
 
 
 def make_bytearray(buf: Any) -> bytearray:

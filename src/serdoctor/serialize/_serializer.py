@@ -108,7 +108,9 @@ def _persistent_load(pid: Any) -> Any:
         return load_persistent(pid)
     if isinstance(pid, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
         return make_bytearray(pid)
-    raise DeserializationError(f"payload holds an unknown persistent id of type {type(pid).__name__}")
+    raise DeserializationError(
+        f"payload holds an unknown persistent id of type {type(pid).__name__}"
+    )
 
 
 def _error_text(exc: BaseException) -> str:
@@ -171,7 +173,9 @@ class Serializer:
 
     # --- dumping ---------------------------------------------------------------------
 
-    def _run(self, method: Method, obj: Any, pid: Any, buffers: list[env.Buffer]) -> tuple[bytes, Recorder]:
+    def _run(
+        self, method: Method, obj: Any, pid: Any, buffers: list[env.Buffer]
+    ) -> tuple[bytes, Recorder]:
         def callback(buf: pickle.PickleBuffer) -> bool:
             try:
                 view = buf.raw()

@@ -1,0 +1,102 @@
+"""dumps_frames / loads_frames: large buffers travel as their own frames, uncopied."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import serdoctor
+from serdoctor.serialize import _envelope as env
+
+
+def _nbytes(frame: object) -> int:
+    return memoryview(frame).nbytes  # type: ignore[arg-type]
+
+
+def test_numpy_array_is_not_copied_either_way() -> None:
+    s = serdoctor.Serializer()
+    arr = np.arange(1_000_000, dtype=np.float64)
+    frames = s.dumps_frames(arr)
+    assert len(frames) == 3
+    assert np.shares_memory(np.frombuffer(frames[2], dtype=np.float64), arr)  # dumps: no copy
+    back = s.loads_frames(frames)
+    assert np.shares_memory(back, arr)  # loads: rebuilt on the frame itself
+    assert back.dtype == arr.dtype and (back == arr).all()
+    assert b"".join(frames) == s.dumps(arr)
+
+
+def test_arrays_from_readonly_frames_are_readonly_and_flat_loads_copy() -> None:
+    s = serdoctor.Serializer()
+    arr = np.arange(10_000, dtype=np.int32).reshape(100, 100)
+    frames = [bytes(f) for f in s.dumps_frames(arr)]
+    back = s.loads_frames(frames)
+    assert not back.flags.writeable  # zero copy on read-only memory
+    flat = s.loads(b"".join(frames))
+    assert flat.flags.writeable  # like pickle.loads: a private, writable copy
+    assert (flat == arr).all() and flat.shape == (100, 100)
+    writable = s.loads(bytearray(b"".join(frames)))
+    assert writable.flags.writeable
+
+
+def test_several_arrays_in_a_container() -> None:
+    s = serdoctor.Serializer()
+    a, b = np.ones((500, 300)), np.arange(50_000, dtype=np.int16)
+    tiny = np.arange(3)
+    frames = s.dumps_frames({"a": a, "b": b, "tiny": tiny, "n": 1})
+    header = env.read_head(frames[0])[0]
+    assert header.buffers == (a.nbytes, b.nbytes)  # tiny arrays stay in the body
+    back = s.loads_frames(frames)
+    assert np.shares_memory(back["a"], a) and np.shares_memory(back["b"], b)
+    assert (back["tiny"] == tiny).all() and back["n"] == 1
+
+
+def test_fortran_and_non_contiguous_arrays() -> None:
+    s = serdoctor.Serializer()
+    f = np.asfortranarray(np.arange(20_000.0).reshape(100, 200))
+    strided = np.arange(100_000)[::3]
+    back = s.loads_frames(s.dumps_frames([f, strided]))
+    assert back[0].flags.f_contiguous and (back[0] == f).all()
+    assert (back[1] == strided).all()
+
+
+def test_bytearray_memoryview_and_picklebuffer_travel_out_of_band() -> None:
+    s = serdoctor.Serializer()
+    blob = bytearray(b"x" * 200_000)
+    view = memoryview(bytearray(range(256)) * 1000)
+    frames = s.dumps_frames(blob)
+    assert len(frames) == 3 and _nbytes(frames[2]) == len(blob)
+    assert memoryview(frames[2]).obj is blob  # the frame IS the bytearray's memory
+    writable_frames = [frames[0], frames[1], bytearray(frames[2])]
+    back = s.loads_frames(writable_frames)
+    assert type(back) is bytearray and back == blob
+    assert back is writable_frames[2]  # a bytearray frame is used as is
+
+    nested = {"blob": blob, "view": view, "buf": pickle.PickleBuffer(b"y" * 100_000)}
+    frames = s.dumps_frames(nested)
+    header = env.read_head(frames[0])[0]
+    assert sorted(header.buffers) == sorted([len(blob), view.nbytes, 100_000])
+    back = s.loads_frames(frames)
+    assert back["blob"] == blob and type(back["blob"]) is bytearray
+    assert isinstance(back["view"], memoryview) and back["view"] == view
+    assert bytes(back["buf"]) == b"y" * 100_000
+
+
+def test_typed_memoryview_keeps_format_and_shape() -> None:
+    s = serdoctor.Serializer()
+    view = memoryview(np.arange(12_000, dtype=np.float64).reshape(30, 400))
+    back = s.loads(s.dumps(view))
+    assert back.format == "d" and back.shape == (30, 400)
+    assert back.tolist() == view.tolist()
+
+
+def test_frame_count_mismatch_is_an_error() -> None:
+    s = serdoctor.Serializer()
+    frames = s.dumps_frames(np.arange(100_000))
+    with pytest.raises(serdoctor.DeserializationError, match="frames"):
+        s.loads_frames(frames[:2])
+    with pytest.raises(serdoctor.DeserializationError, match="truncated"):
+        s.loads_frames([frames[0], frames[1], bytes(frames[2])[:-8]])
+    with pytest.raises(serdoctor.DeserializationError, match="no frames"):
+        s.loads_frames([])
