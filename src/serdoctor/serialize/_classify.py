@@ -33,6 +33,7 @@ class CodeDecision:
     name: str  # module.qualname
     how: How
     reason: str
+    importable: bool = False  # found by name: pickle's save_global sends it as is
 
     @property
     def plumbing(self) -> bool:
@@ -133,7 +134,11 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
             "value",
             f"the name {name} now points at another object (a {what}, e.g. a decorator's wrapper)",
         )
-    return CodeDecision(kind, name, "reference", f"importable as {name}")
+    return CodeDecision(kind, name, "reference", f"importable as {name}", importable=True)
+
+
+_PLUMBING_CACHE: dict[int, CodeDecision] = {}
+_PLUMBING_KEEP: list[Any] = []  # keeps the cached ids valid
 
 
 @dataclass
@@ -146,10 +151,12 @@ class Recorder:
     active: bool = False
     _keep: list[Any] = field(default_factory=list)
 
+    by_value_seen: bool = False
+
     @property
     def any_by_value(self) -> bool:
         """True when some code travels by value (the payload is Python-version bound)."""
-        return any(d.how == "value" and d.kind != "module" for d in self.decisions.values())
+        return self.by_value_seen
 
     def code(self, obj: Any) -> CodeDecision:
         """Classify and remember a function or class."""
@@ -157,12 +164,26 @@ class Recorder:
         known = self.decisions.get(key)
         if known is not None:
             return known
-        decision = classify(obj, self.by_value_modules)
+        decision = _PLUMBING_CACHE.get(key)
+        if decision is None:
+            decision = classify(obj, self.by_value_modules)
+            if decision.plumbing:  # the methods' own helpers never move: remember them
+                _PLUMBING_CACHE[key] = decision
+                _PLUMBING_KEEP.append(obj)
         self.decisions[key] = decision
         self._keep.append(obj)  # ids stay unique while we hold the objects
         if decision.how == "reference":
             self.modules.add(str(obj.__module__))
+        else:
+            self.by_value_seen = True
         return decision
+
+    def seed(self, obj: Any, decision: CodeDecision) -> None:
+        """Record a decision already made (so the pickler need not make it again)."""
+        self.decisions[id(obj)] = decision
+        self._keep.append(obj)
+        if decision.how == "value":
+            self.by_value_seen = True
 
     def module(self, mod: types.ModuleType) -> None:
         """Remember a module object reached in the graph (cloudpickle imports it)."""

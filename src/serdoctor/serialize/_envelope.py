@@ -19,6 +19,7 @@ mistaken for a raw pickle. See ``docs/format.md`` for every header field.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -125,9 +126,45 @@ def is_envelope(data: Buffer) -> bool:
     return bytes(data[: len(MAGIC)]) == MAGIC
 
 
+_HEAD_CACHE: dict[tuple[Any, ...], str] = {}
+
+
+def _static_prefix(header: Header) -> str:
+    """JSON of every field but the lengths, without its closing brace (cached)."""
+    key: tuple[Any, ...] | None = None
+    if "proxies" not in header.extra:  # proxies differ from payload to payload
+        key = (
+            header.method,
+            header.python,
+            header.implementation,
+            header.by_value,
+            tuple(header.requires.items()),
+            tuple(header.libraries.items()),
+            header.serdoctor,
+            header.signed,
+            repr(header.extra),
+        )
+        cached = _HEAD_CACHE.get(key)
+        if cached is not None:
+            return cached
+    fields = header.to_dict()
+    del fields["body"], fields["buffers"]
+    prefix = json.dumps(fields, sort_keys=True, separators=(",", ":"))[:-1]
+    if key is not None:
+        if len(_HEAD_CACHE) > 1024:
+            _HEAD_CACHE.clear()
+        _HEAD_CACHE[key] = prefix
+    return prefix
+
+
 def encode_head(header: Header) -> bytes:
-    """Frame 0: magic, version, flags and the JSON header."""
-    text = json.dumps(header.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+    """Frame 0: magic, version, flags and the JSON header.
+
+    The JSON object lists the fields in sorted order, then ``body`` and
+    ``buffers`` last (so the rest can be cached between payloads).
+    """
+    lengths = ",".join(map(str, header.buffers))
+    text = f'{_static_prefix(header)},"body":{header.body},"buffers":[{lengths}]}}'.encode()
     flags = FLAG_SIGNED if header.signed else 0
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, flags, len(text)) + text
 
@@ -177,13 +214,21 @@ def read_head(data: Buffer) -> tuple[Header, int]:
             f"serdoctor payload is truncated or damaged: the header claims {size} bytes, "
             f"{len(view) - PREFIX_SIZE} are present"
         )
+    return _decode(bytes(view[PREFIX_SIZE : PREFIX_SIZE + size]), bool(flags & FLAG_SIGNED)), (
+        PREFIX_SIZE + size
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _decode(text: bytes, signed: bool) -> Header:
+    """Decode header JSON (cached: a stream of similar payloads repeats headers)."""
     try:
-        raw = json.loads(bytes(view[PREFIX_SIZE : PREFIX_SIZE + size]))
+        raw = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DeserializationError(f"serdoctor envelope header is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DeserializationError("serdoctor envelope header is not a JSON object")
-    return _header_from_json(raw, bool(flags & FLAG_SIGNED)), PREFIX_SIZE + size
+    return _header_from_json(raw, signed)
 
 
 @dataclass

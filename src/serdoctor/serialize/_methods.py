@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from serdoctor.errors import RegistryError
 from serdoctor.serialize._classify import ByValueNeeded, Recorder
+from serdoctor.serialize._code import reduce_function
 from serdoctor.serialize._rebuild import reduce_memoryview
 
 PROTOCOL = 5
@@ -239,6 +240,7 @@ def _cloudpickle_classes() -> tuple[type, type]:
         def __init__(self, file: io.BytesIO, ctx: DumpContext) -> None:
             super().__init__(file, protocol=PROTOCOL, buffer_callback=ctx.buffer_callback)
             self._rec = ctx.recorder
+            self._globals_ref: dict[int, dict[str, Any]] = {}
             self._strict = False
             self._kinds = {}
             self._pid = ctx.persistent_id
@@ -246,6 +248,13 @@ def _cloudpickle_classes() -> tuple[type, type]:
         def reducer_override(self, obj: Any) -> Any:
             result = self._override(obj)
             if result is NotImplemented and self._kinds.get(type(obj)) in (_FUNCTION, _CLASS):
+                decision = self._rec.decisions.get(id(obj))
+                if decision is not None and decision.importable:
+                    return NotImplemented  # by reference: pickle's save_global does it
+                if type(obj) is types.FunctionType:
+                    result = reduce_function(obj, self._globals_ref)
+                    if result is not NotImplemented:
+                        return result
                 return super().reducer_override(obj)
             return result
 
@@ -272,7 +281,10 @@ class CloudpickleMethod:
         context.recorder.active = True
         file = io.BytesIO()
         cls = plain if context.persistent_id is None else with_pid
-        with _cloudpickle_by_value(context.by_value_modules):
+        if context.by_value_modules:
+            with _cloudpickle_by_value(context.by_value_modules):
+                cls(file, context).dump(obj)
+        else:
             cls(file, context).dump(obj)
         return file.getvalue()
 

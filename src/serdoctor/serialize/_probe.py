@@ -17,6 +17,7 @@ from typing import Any
 
 MAX_DEPTH = 200
 MAX_CHILDREN = 10_000
+_CLASS_SKIP = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__"})
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,11 @@ def children(obj: Any) -> Iterator[tuple[str, Any]]:
             yield f"<item {i}>", value
     elif isinstance(obj, types.FunctionType):
         yield from _function_children(obj)
-    elif isinstance(obj, (type, types.ModuleType, str, bytes, int, float)):
+    elif isinstance(obj, type):
+        for name, value in list(vars(obj).items()):
+            if name not in _CLASS_SKIP:
+                yield f".{name}", value
+    elif isinstance(obj, (types.ModuleType, str, bytes, int, float)):
         return
     else:
         yield from _state_children(obj)

@@ -65,6 +65,11 @@ def local_version(dist: str) -> str | None:
 
 def requirements_for(modules: Iterable[str]) -> tuple[dict[str, str | None], dict[str, str]]:
     """Return ``({top: version}, {top: distribution})`` for non-stdlib modules."""
+    return _requirements(frozenset(modules))
+
+
+@functools.lru_cache(maxsize=512)
+def _requirements(modules: frozenset[str]) -> tuple[dict[str, str | None], dict[str, str]]:
     requires: dict[str, str | None] = {}
     dists: dict[str, str] = {}
     for module in modules:
@@ -93,5 +98,6 @@ def clear_caches() -> None:
     """Forget cached distribution look-ups (after installing packages at run time)."""
     _distributions_by_module.cache_clear()
     distribution_of.cache_clear()
+    _requirements.cache_clear()
     local_version.cache_clear()
     importlib.invalidate_caches()

@@ -14,6 +14,7 @@ import contextlib
 import pickle
 import platform
 import sys
+import types
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from serdoctor.errors import (
     UnsafePayloadError,
 )
 from serdoctor.serialize import _envelope as env
-from serdoctor.serialize._classify import ByValueNeeded, Recorder
+from serdoctor.serialize._classify import ByValueNeeded, CodeDecision, Recorder, classify
 from serdoctor.serialize._explain import Attempt, Explanation
 from serdoctor.serialize._methods import DumpContext, LoadContext, Method, registry
 from serdoctor.serialize._probe import find_culprit
@@ -174,7 +175,12 @@ class Serializer:
     # --- dumping ---------------------------------------------------------------------
 
     def _run(
-        self, method: Method, obj: Any, pid: Any, buffers: list[env.Buffer]
+        self,
+        method: Method,
+        obj: Any,
+        pid: Any,
+        buffers: list[env.Buffer],
+        seed: CodeDecision | None = None,
     ) -> tuple[bytes, Recorder]:
         def callback(buf: pickle.PickleBuffer) -> bool:
             try:
@@ -187,6 +193,8 @@ class Serializer:
             return False
 
         recorder = Recorder(self.by_value_modules)
+        if seed is not None:
+            recorder.seed(obj, seed)
         ctx = DumpContext(callback, pid, self.by_value_modules, recorder)
         return method.dumps(obj, ctx), recorder
 
@@ -199,11 +207,14 @@ class Serializer:
             plan = self.proxy.plan_before(obj)
             if plan is not None:
                 pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
+        seed = self._by_value_at_top(obj, attempts)
         for name in self.methods:
+            if name == "pickle" and seed is not None:
+                continue
             method = registry.get(name)
             buffers: list[env.Buffer] = []
             try:
-                body, recorder = self._run(method, obj, pid, buffers)
+                body, recorder = self._run(method, obj, pid, buffers, seed)
             except Exception as exc:
                 attempts.append(Attempt(name, _error_text(exc)))
                 continue
@@ -212,10 +223,22 @@ class Serializer:
                 if plan is not None:
                     pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
                     buffers = []
-                    body, recorder = self._run(method, obj, pid, buffers)
+                    body, recorder = self._run(method, obj, pid, buffers, seed)
             frames, header = self._frames(method, body, buffers, recorder, pid is not None, plan)
             return _Dumped(frames, header, recorder, attempts)
         raise self._failure(obj, attempts)
+
+    def _by_value_at_top(self, obj: Any, attempts: list[Attempt]) -> CodeDecision | None:
+        """Skip the pickle attempt when the object itself is code that must go by value."""
+        if type(obj) is not types.FunctionType or self.methods[0] != "pickle":
+            return None
+        if len(self.methods) < 2:
+            return None
+        decision = classify(obj, self.by_value_modules)
+        if decision.how == "reference":
+            return None
+        attempts.append(Attempt("pickle", str(ByValueNeeded(decision))))
+        return decision
 
     def _frames(
         self,
