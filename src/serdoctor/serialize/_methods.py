@@ -88,6 +88,18 @@ class Method(Protocol):
 
 # --- the recording picklers -------------------------------------------------------------
 
+
+class _Chunks(list[Any]):
+    """A write-only file that keeps what the pickler writes, as written.
+
+    The C pickler hands values of 64 KiB and more (a large ``bytes``) to
+    ``write`` as the object itself, so collecting the pieces avoids copying
+    them until the one final join.
+    """
+
+    write = list.append
+
+
 _PLAIN, _FUNCTION, _CLASS, _EXCEPTION, _MEMORYVIEW, _MODULE, _BUILTIN = range(7)
 
 
@@ -150,7 +162,7 @@ class _Hooks:
 
 
 class _ReferencePickler(_Hooks, pickle.Pickler):
-    def __init__(self, file: io.BytesIO, ctx: DumpContext) -> None:
+    def __init__(self, file: _Chunks, ctx: DumpContext) -> None:
         super().__init__(file, PROTOCOL, buffer_callback=ctx.buffer_callback)
         self._rec = ctx.recorder
         self._strict = True
@@ -192,11 +204,15 @@ class PickleMethod:
 
     def dumps(self, obj: Any, context: DumpContext) -> bytes:
         """Pickle ``obj``; raise ByValueNeeded when some code cannot go by reference."""
+        return b"".join(self.dumps_chunks(obj, context))
+
+    def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
+        """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
         context.recorder.active = True
-        file = io.BytesIO()
+        file = _Chunks()
         cls = _ReferencePickler if context.persistent_id is None else _ReferencePicklerPID
         cls(file, context).dump(obj)
-        return file.getvalue()
+        return file
 
     def loads(self, data: memoryview, context: LoadContext) -> Any:
         """Unpickle ``data``."""
@@ -237,7 +253,7 @@ def _cloudpickle_classes() -> tuple[type, type]:
     import cloudpickle
 
     class CloudPickler(_Hooks, cloudpickle.Pickler):  # type: ignore[misc]
-        def __init__(self, file: io.BytesIO, ctx: DumpContext) -> None:
+        def __init__(self, file: _Chunks, ctx: DumpContext) -> None:
             super().__init__(file, protocol=PROTOCOL, buffer_callback=ctx.buffer_callback)
             self._rec = ctx.recorder
             self._globals_ref: dict[int, dict[str, Any]] = {}
@@ -275,18 +291,22 @@ class CloudpickleMethod:
 
     def dumps(self, obj: Any, context: DumpContext) -> bytes:
         """Pickle ``obj`` with cloudpickle, recording how code travels."""
+        return b"".join(self.dumps_chunks(obj, context))
+
+    def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
+        """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
         if CloudpickleMethod._classes is None:
             CloudpickleMethod._classes = _cloudpickle_classes()
         plain, with_pid = CloudpickleMethod._classes
         context.recorder.active = True
-        file = io.BytesIO()
+        file = _Chunks()
         cls = plain if context.persistent_id is None else with_pid
         if context.by_value_modules:
             with _cloudpickle_by_value(context.by_value_modules):
                 cls(file, context).dump(obj)
         else:
             cls(file, context).dump(obj)
-        return file.getvalue()
+        return file
 
     def loads(self, data: memoryview, context: LoadContext) -> Any:
         """cloudpickle payloads load with the standard unpickler."""
@@ -303,7 +323,7 @@ def _dill_classes() -> tuple[type, type, type]:
     import dill
 
     class DillPickler(_Hooks, dill.Pickler):  # type: ignore[misc]
-        def __init__(self, file: io.BytesIO, ctx: DumpContext) -> None:
+        def __init__(self, file: _Chunks, ctx: DumpContext) -> None:
             super().__init__(
                 file, PROTOCOL, buffer_callback=ctx.buffer_callback, recurse=True, byref=False
             )
@@ -347,12 +367,16 @@ class DillMethod:
 
     def dumps(self, obj: Any, context: DumpContext) -> bytes:
         """Pickle ``obj`` with dill (``recurse=True``), recording how code travels."""
+        return b"".join(self.dumps_chunks(obj, context))
+
+    def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
+        """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
         plain, with_pid, _ = self._get()
         context.recorder.active = True
-        file = io.BytesIO()
+        file = _Chunks()
         cls = plain if context.persistent_id is None else with_pid
         cls(file, context).dump(obj)
-        return file.getvalue()
+        return file
 
     def loads(self, data: memoryview, context: LoadContext) -> Any:
         """Unpickle with dill's unpickler."""

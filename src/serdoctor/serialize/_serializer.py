@@ -60,10 +60,39 @@ class EnvironmentMismatchWarning(UserWarning):
 
 @dataclass
 class _Dumped:
-    frames: list[env.Buffer]
+    head: bytes
+    chunks: list[env.Buffer]  # the body, in the pieces the pickler wrote
+    buffers: list[env.Buffer]
+    tag: bytes | None
     header: env.Header
     recorder: Recorder
     attempts: list[Attempt]
+
+    def frames(self) -> list[env.Buffer]:
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        frames = [self.head, body, *self.buffers]
+        if self.tag is not None:
+            frames.append(self.tag)
+        return frames
+
+    def flat(self) -> bytes:
+        parts = [self.head, *self.chunks, *self.buffers]
+        if self.tag is not None:
+            parts.append(self.tag)
+        return b"".join(parts)
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.head)
+            + self.header.body
+            + sum(self.header.buffers)
+            + (len(self.tag) if self.tag is not None else 0)
+        )
+
+
+def _nbytes(buf: env.Buffer) -> int:
+    return buf.nbytes if isinstance(buf, memoryview) else len(buf)
 
 
 def _scan_bytearrays(obj: Any) -> set[int]:
@@ -181,7 +210,7 @@ class Serializer:
         pid: Any,
         buffers: list[env.Buffer],
         seed: CodeDecision | None = None,
-    ) -> tuple[bytes, Recorder]:
+    ) -> tuple[list[env.Buffer], Recorder]:
         def callback(buf: pickle.PickleBuffer) -> bool:
             try:
                 view = buf.raw()
@@ -196,7 +225,10 @@ class Serializer:
         if seed is not None:
             recorder.seed(obj, seed)
         ctx = DumpContext(callback, pid, self.by_value_modules, recorder)
-        return method.dumps(obj, ctx), recorder
+        chunked = getattr(method, "dumps_chunks", None)
+        if chunked is not None:
+            return chunked(obj, ctx), recorder
+        return [method.dumps(obj, ctx)], recorder
 
     def _dump(self, obj: Any) -> _Dumped:
         attempts: list[Attempt] = []
@@ -219,13 +251,13 @@ class Serializer:
                 attempts.append(Attempt(name, _error_text(exc)))
                 continue
             if self.proxy is not None and plan is None:
-                plan = self.proxy.plan_after(obj, len(body) + sum(len(b) for b in buffers))
+                size = sum(map(_nbytes, body)) + sum(map(_nbytes, buffers))
+                plan = self.proxy.plan_after(obj, size)
                 if plan is not None:
                     pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
                     buffers = []
                     body, recorder = self._run(method, obj, pid, buffers, seed)
-            frames, header = self._frames(method, body, buffers, recorder, pid is not None, plan)
-            return _Dumped(frames, header, recorder, attempts)
+            return self._pack(method, body, buffers, recorder, pid is not None, plan, attempts)
         raise self._failure(obj, attempts)
 
     def _by_value_at_top(self, obj: Any, attempts: list[Attempt]) -> CodeDecision | None:
@@ -240,15 +272,16 @@ class Serializer:
         attempts.append(Attempt("pickle", str(ByValueNeeded(decision))))
         return decision
 
-    def _frames(
+    def _pack(
         self,
         method: Method,
-        body: bytes,
+        chunks: list[env.Buffer],
         buffers: list[env.Buffer],
         recorder: Recorder,
         persistent: bool,
         plan: ProxyPlan | None,
-    ) -> tuple[list[env.Buffer], env.Header]:
+        attempts: list[Attempt],
+    ) -> _Dumped:
         requires, dists = requirements_for(recorder.modules) if recorder.modules else ({}, {})
         extra: dict[str, Any] = {}
         if dists:
@@ -267,13 +300,15 @@ class Serializer:
             by_value=by_value,
             requires=requires,
             libraries=method.versions(),
-            body=len(body),
-            buffers=tuple(len(b) if not isinstance(b, memoryview) else b.nbytes for b in buffers),
+            body=sum(map(_nbytes, chunks)),
+            buffers=tuple(map(_nbytes, buffers)),
             serdoctor=__version__,
             signed=self.key is not None,
             extra=extra,
         )
-        return env.pack(header, body, buffers, self.key), header
+        head = env.encode_head(header)
+        tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
+        return _Dumped(head, chunks, buffers, tag, header, recorder, attempts)
 
     def _failure(self, obj: Any, attempts: list[Attempt]) -> SerializationError:
         def fails(candidate: Any) -> str | None:
@@ -306,11 +341,11 @@ class Serializer:
         ``b"".join(frames)`` equals :meth:`dumps`. Send the frames separately
         (e.g. a ZeroMQ multipart message) to avoid copying large buffers.
         """
-        return self._dump(obj).frames
+        return self._dump(obj).frames()
 
     def dumps(self, obj: Any) -> bytes:
         """Serialize ``obj`` into one ``bytes`` payload."""
-        return b"".join(self._dump(obj).frames)
+        return self._dump(obj).flat()
 
     def explain(self, obj: Any) -> Explanation:
         """Serialize ``obj`` and report which method was chosen and why, object by object."""
@@ -323,7 +358,7 @@ class Serializer:
             python=PYTHON_MINOR,
             decisions=decisions,
             requires=dict(header.requires),
-            size=sum(len(f) if not isinstance(f, memoryview) else f.nbytes for f in dumped.frames),
+            size=dumped.size,
             body_size=header.body,
             buffers=header.buffers,
             attempts=tuple(dumped.attempts),
