@@ -11,6 +11,7 @@ needs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import pickle
 import platform
 import sys
@@ -110,7 +111,7 @@ def _scan_bytearrays(obj: Any) -> set[int]:
         elif t is list or t is tuple:
             stack.extend(item[:budget])
         elif t is dict:
-            stack.extend(list(item.values())[:budget])
+            stack.extend(itertools.islice(item.values(), budget))
     return found
 
 
