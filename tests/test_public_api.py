@@ -13,6 +13,8 @@ EXPECTED = [
     "IncompatiblePythonError",
     "Method",
     "MissingModuleError",
+    "RemoteBaseException",
+    "RemoteException",
     "SerdoctorError",
     "SerializationError",
     "Serializer",

@@ -10,6 +10,11 @@ from serdoctor.serialize._classify import CodeDecision
 from serdoctor.serialize._envelope import FORMAT_VERSION, MAGIC, Header
 from serdoctor.serialize._environment import Difference, Environment, EnvironmentDiff, environment
 from serdoctor.serialize._explain import Attempt, Explanation
+from serdoctor.serialize._remote_exc import (
+    RemoteBaseException,
+    RemoteChainTruncated,
+    RemoteException,
+)
 from serdoctor.serialize._methods import (
     DumpContext,
     LoadContext,
@@ -40,6 +45,9 @@ __all__ = [
     "Header",
     "LoadContext",
     "Method",
+    "RemoteBaseException",
+    "RemoteChainTruncated",
+    "RemoteException",
     "Serializer",
     "default_serializer",
     "dumps",
