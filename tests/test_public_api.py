@@ -13,6 +13,8 @@ EXPECTED = [
     "IncompatiblePythonError",
     "Method",
     "MissingModuleError",
+    "ProxyPolicy",
+    "ProxyScope",
     "RemoteBaseException",
     "RemoteException",
     "SerdoctorError",

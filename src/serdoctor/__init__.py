@@ -7,6 +7,8 @@ the environment before anything is unpickled. See ``docs/`` for the guide.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from serdoctor import errors
@@ -44,6 +46,8 @@ __all__ = [
     "IncompatiblePythonError",
     "Method",
     "MissingModuleError",
+    "ProxyPolicy",
+    "ProxyScope",
     "RemoteBaseException",
     "RemoteException",
     "SerdoctorError",
@@ -59,3 +63,17 @@ __all__ = [
     "loads",
     "register_method",
 ]
+
+if TYPE_CHECKING:
+    from serdoctor.serialize import ProxyPolicy, ProxyScope
+
+
+def __getattr__(name: str) -> Any:
+    # ProxyStore loads only when proxies are used: `import serdoctor` stays light.
+    if name in ("ProxyPolicy", "ProxyScope"):
+        from serdoctor import serialize
+
+        value = getattr(serialize, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'serdoctor' has no attribute {name!r}")

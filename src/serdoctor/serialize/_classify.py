@@ -184,6 +184,8 @@ class Recorder:
         self._keep.append(obj)
         if decision.how == "value":
             self.by_value_seen = True
+        else:
+            self.modules.add(str(obj.__module__))
 
     def module(self, mod: types.ModuleType) -> None:
         """Remember a module object reached in the graph (cloudpickle imports it)."""

@@ -23,14 +23,41 @@ import functools
 import marshal
 import sys
 import types
-import weakref
 from typing import Any
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME"})
-_names_cache: weakref.WeakKeyDictionary[types.CodeType, tuple[frozenset[str], frozenset[str]]] = (
-    weakref.WeakKeyDictionary()
-)
-_marshal_cache: weakref.WeakKeyDictionary[types.CodeType, bytes] = weakref.WeakKeyDictionary()
+_CACHE_LIMIT = 4096
+
+
+class _CodeInfo:
+    """What reduce_function needs from a code object, computed once per code object."""
+
+    __slots__ = ("code", "data", "globals", "mentioned")
+
+    def __init__(self, code: types.CodeType) -> None:
+        self.code = code  # holds the code alive, so its id cannot be reused
+        self.data = marshal.dumps(code)
+        names: set[str] = set()
+        mentioned: set[str] = set()
+        for item in _walk(code):
+            mentioned.update(item.co_names)
+            for ins in dis.get_instructions(item):
+                if ins.opname in _GLOBAL_OPS:
+                    names.add(str(ins.argval))
+        self.globals = tuple(sorted(names))
+        self.mentioned = frozenset(mentioned)
+
+
+_infos: dict[int, _CodeInfo] = {}
+
+
+def _info(code: types.CodeType) -> _CodeInfo:
+    info = _infos.get(id(code))
+    if info is None or info.code is not code:
+        if len(_infos) >= _CACHE_LIMIT:
+            _infos.clear()
+        info = _infos[id(code)] = _CodeInfo(code)
+    return info
 
 
 def _walk(code: types.CodeType) -> list[types.CodeType]:
@@ -39,22 +66,6 @@ def _walk(code: types.CodeType) -> list[types.CodeType]:
         if isinstance(const, types.CodeType):
             found.extend(_walk(const))
     return found
-
-
-def _names(code: types.CodeType) -> tuple[frozenset[str], frozenset[str]]:
-    """(global names the code uses, every name it mentions), for it and nested code."""
-    cached = _names_cache.get(code)
-    if cached is None:
-        globals_: set[str] = set()
-        mentioned: set[str] = set()
-        for item in _walk(code):
-            mentioned.update(item.co_names)
-            for ins in dis.get_instructions(item):
-                if ins.opname in _GLOBAL_OPS:
-                    globals_.add(str(ins.argval))
-        cached = (frozenset(globals_), frozenset(mentioned))
-        _names_cache[code] = cached
-    return cached
 
 
 def _submodules(
@@ -74,31 +85,23 @@ def _submodules(
     return found
 
 
-def _marshal(code: types.CodeType) -> bytes:
-    data = _marshal_cache.get(code)
-    if data is None:
-        data = marshal.dumps(code)
-        _marshal_cache[code] = data
-    return data
-
-
 def reduce_function(fn: types.FunctionType, globals_ref: dict[int, dict[str, Any]]) -> Any:
     """Reduce a function by value; ``globals_ref`` shares one globals dict per module.
 
     Returns NotImplemented when the code object cannot be marshalled.
     """
     try:
-        code_bytes = _marshal(fn.__code__)
-    except ValueError:
+        info = _info(fn.__code__)
+    except ValueError:  # a code object marshal cannot write
         return NotImplemented
+    code_bytes = info.data
     g = fn.__globals__
     base = globals_ref.get(id(g))
     if base is None:
         base = globals_ref[id(g)] = {
             k: g[k] for k in ("__package__", "__name__", "__path__", "__file__") if k in g
         }
-    used, mentioned = _names(fn.__code__)
-    f_globals = {k: g[k] for k in used if k in g}
+    f_globals = {k: g[k] for k in info.globals if k in g} if info.globals else {}
     modules = [v for v in f_globals.values() if isinstance(v, types.ModuleType)]
     cells: list[Any] = []
     empty: list[int] = []
@@ -109,8 +112,13 @@ def reduce_function(fn: types.FunctionType, globals_ref: dict[int, dict[str, Any
             cells.append(None)
             empty.append(i)
     attrs: dict[str, Any] = {
-        "__qualname__": fn.__qualname__,
-        "__module__": fn.__module__,
+        # FunctionType() derives both from the code and the globals: send them only if changed
+        "__qualname__": (
+            None
+            if fn.__qualname__ == getattr(fn.__code__, "co_qualname", fn.__name__)
+            else fn.__qualname__
+        ),
+        "__module__": None if fn.__module__ == g.get("__name__") else fn.__module__,
         "__doc__": fn.__doc__,
         "__defaults__": fn.__defaults__,
         "__kwdefaults__": fn.__kwdefaults__,
@@ -119,13 +127,17 @@ def reduce_function(fn: types.FunctionType, globals_ref: dict[int, dict[str, Any
     type_params = getattr(fn, "__type_params__", None)
     if type_params:
         attrs["__type_params__"] = type_params
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    if not (f_globals or cells or attrs or fn.__dict__ or modules):
+        # nothing to fill in after creation: one call rebuilds it
+        return _make_function, (code_bytes, base, fn.__name__, 0)
     state = (
         f_globals,
         cells,
         tuple(empty),
-        {k: v for k, v in attrs.items() if v is not None},
+        attrs,
         fn.__dict__ or None,
-        _submodules(modules, mentioned) if modules else None,
+        _submodules(modules, info.mentioned) if modules else None,
     )
     return (
         _make_function,

@@ -41,9 +41,12 @@ MAX_HEADER = 16 << 20
 Buffer = bytes | bytearray | memoryview
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Header:
-    """The decoded envelope header (see ``docs/format.md``)."""
+    """The decoded envelope header (see ``docs/format.md``).
+
+    Treat it as read-only: decoded headers are cached and shared.
+    """
 
     method: str
     python: str
@@ -163,10 +166,19 @@ def encode_head(header: Header) -> bytes:
     The JSON object lists the fields in sorted order, then ``body`` and
     ``buffers`` last (so the rest can be cached between payloads).
     """
-    lengths = ",".join(map(str, header.buffers))
-    text = f'{_static_prefix(header)},"body":{header.body},"buffers":[{lengths}]}}'.encode()
-    flags = FLAG_SIGNED if header.signed else 0
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, flags, len(text)) + text
+    return encode_head_with(_static_prefix(header), header.body, header.buffers, header.signed)
+
+
+def encode_head_with(prefix: str, body: int, buffers: Sequence[int], signed: bool) -> bytes:
+    """Frame 0 from a cached prefix (see :func:`static_prefix`) and the lengths."""
+    lengths = ",".join(map(str, buffers))
+    text = f'{prefix},"body":{body},"buffers":[{lengths}]}}'.encode()
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, FLAG_SIGNED if signed else 0, len(text)) + text
+
+
+def static_prefix(header: Header) -> str:
+    """The header's JSON without the lengths and the closing brace."""
+    return _static_prefix(header)
 
 
 def sign(frames: Sequence[Buffer], key: bytes) -> bytes:
@@ -208,6 +220,11 @@ def read_head(data: Buffer) -> tuple[Header, int]:
         raise DeserializationError(
             f"serdoctor payload uses envelope format {version}; this serdoctor reads format "
             f"{FORMAT_VERSION}: load it with the serdoctor version that wrote it"
+        )
+    if flags & ~FLAG_SIGNED:
+        raise DeserializationError(
+            f"serdoctor payload has unknown flag bits ({flags:#04x}): it is damaged, or was "
+            "written by a newer serdoctor"
         )
     if size > MAX_HEADER or PREFIX_SIZE + size > len(view):
         raise DeserializationError(

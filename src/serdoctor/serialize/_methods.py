@@ -146,6 +146,9 @@ class _Hooks:
             kind = self._kinds[t] = _kind_of(t)
         if kind == _PLAIN:
             return NotImplemented
+        return self._special(obj, kind)
+
+    def _special(self, obj: Any, kind: int) -> Any:
         if kind in (_FUNCTION, _CLASS):
             decision = self._rec.code(obj)
             if self._strict and decision.how == "value":
@@ -170,6 +173,10 @@ class _ReferencePickler(_Hooks, pickle.Pickler):
         self._pid = ctx.persistent_id
 
     def reducer_override(self, obj: Any) -> Any:
+        # the common case (an ordinary instance) in one frame: this runs per object
+        kind = self._kinds.get(type(obj))
+        if kind == _PLAIN:
+            return NotImplemented
         return self._override(obj)
 
 
@@ -262,17 +269,21 @@ def _cloudpickle_classes() -> tuple[type, type]:
             self._pid = ctx.persistent_id
 
         def reducer_override(self, obj: Any) -> Any:
-            result = self._override(obj)
-            if result is NotImplemented and self._kinds.get(type(obj)) in (_FUNCTION, _CLASS):
-                decision = self._rec.decisions.get(id(obj))
-                if decision is not None and decision.importable:
-                    return NotImplemented  # by reference: pickle's save_global does it
-                if type(obj) is types.FunctionType:
-                    result = reduce_function(obj, self._globals_ref)
-                    if result is not NotImplemented:
-                        return result
-                return super().reducer_override(obj)
-            return result
+            t = type(obj)
+            kind = self._kinds.get(t)
+            if kind is None:
+                kind = self._kinds[t] = _kind_of(t)
+            if kind == _PLAIN:
+                return NotImplemented
+            if kind != _FUNCTION and kind != _CLASS:
+                return self._special(obj, kind)
+            if self._rec.code(obj).importable:
+                return NotImplemented  # by reference: pickle's save_global does it
+            if kind == _FUNCTION:
+                result = reduce_function(obj, self._globals_ref)
+                if result is not NotImplemented:
+                    return result
+            return super().reducer_override(obj)
 
     class CloudPicklerPID(CloudPickler):
         def persistent_id(self, obj: Any) -> Any:
@@ -323,9 +334,9 @@ def _dill_classes() -> tuple[type, type, type]:
     import dill
 
     class DillPickler(_Hooks, dill.Pickler):  # type: ignore[misc]
-        def __init__(self, file: _Chunks, ctx: DumpContext) -> None:
+        def __init__(self, file: _Chunks, ctx: DumpContext, recurse: bool = True) -> None:
             super().__init__(
-                file, PROTOCOL, buffer_callback=ctx.buffer_callback, recurse=True, byref=False
+                file, PROTOCOL, buffer_callback=ctx.buffer_callback, recurse=recurse, byref=False
             )
             self._rec = ctx.recorder
             self._strict = False
@@ -373,9 +384,16 @@ class DillMethod:
         """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
         plain, with_pid, _ = self._get()
         context.recorder.active = True
-        file = _Chunks()
         cls = plain if context.persistent_id is None else with_pid
-        cls(file, context).dump(obj)
+        file = _Chunks()
+        try:
+            cls(file, context).dump(obj)
+        except RecursionError:
+            # dill's recurse=True (send only the globals a function uses) loops on a
+            # closure that refers to itself; recurse=False sends the function's globals
+            # whole, which dill's memo handles.
+            file = _Chunks()
+            cls(file, context, recurse=False).dump(obj)
         return file
 
     def loads(self, data: memoryview, context: LoadContext) -> Any:

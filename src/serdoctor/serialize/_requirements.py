@@ -51,6 +51,13 @@ def distribution_of(top: str) -> tuple[str, str] | None:
             return dist, importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
+    # Python 3.10 maps modules to distributions only through top_level.txt, which
+    # many wheels (numpy among them) do not ship; most name the module like the dist.
+    for candidate in (top, top.replace("_", "-")):
+        try:
+            return candidate, importlib.metadata.version(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return None
 
 

@@ -11,6 +11,7 @@ needs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import pickle
 import platform
@@ -59,15 +60,25 @@ class EnvironmentMismatchWarning(UserWarning):
     """A distribution the payload needs has another version here than where it was made."""
 
 
+#: header templates (all but the lengths) and their JSON, per kind of payload
+_TEMPLATES: dict[tuple[Any, ...], tuple[env.Header, str]] = {}
+
+
 @dataclass
 class _Dumped:
     head: bytes
     chunks: list[env.Buffer]  # the body, in the pieces the pickler wrote
     buffers: list[env.Buffer]
     tag: bytes | None
-    header: env.Header
+    template: env.Header
+    body_len: int
+    buffer_lens: tuple[int, ...]
     recorder: Recorder
     attempts: list[Attempt]
+
+    @property
+    def header(self) -> env.Header:
+        return dataclasses.replace(self.template, body=self.body_len, buffers=self.buffer_lens)
 
     def frames(self) -> list[env.Buffer]:
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
@@ -132,16 +143,22 @@ def _chain(first: Any, second: Any) -> Any:
     return persistent_id
 
 
-def _persistent_load(pid: Any) -> Any:
-    if isinstance(pid, tuple) and pid and pid[0] == "sd:proxy":
-        from serdoctor.serialize._proxy import load_persistent
+def _persistent_loader() -> Any:
+    """A persistent_load for one ``loads``: shared proxied objects get one proxy."""
+    memo: dict[Any, Any] = {}
 
-        return load_persistent(pid)
-    if isinstance(pid, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
-        return make_bytearray(pid)
-    raise DeserializationError(
-        f"payload holds an unknown persistent id of type {type(pid).__name__}"
-    )
+    def persistent_load(pid: Any) -> Any:
+        if isinstance(pid, tuple) and pid and pid[0] == "sd:proxy":
+            from serdoctor.serialize._proxy import load_persistent
+
+            return load_persistent(pid, memo)
+        if isinstance(pid, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
+            return make_bytearray(pid)
+        raise DeserializationError(
+            f"payload holds an unknown persistent id of type {type(pid).__name__}"
+        )
+
+    return persistent_load
 
 
 def _error_text(exc: BaseException) -> str:
@@ -240,14 +257,18 @@ class Serializer:
             plan = self.proxy.plan_before(obj)
             if plan is not None:
                 pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
-        seed = self._by_value_at_top(obj, attempts)
+        seed, skip_pickle = self._top_decision(obj, attempts)
         for name in self.methods:
-            if name == "pickle" and seed is not None:
+            if name == "pickle" and skip_pickle:
                 continue
             method = registry.get(name)
             buffers: list[env.Buffer] = []
             try:
                 body, recorder = self._run(method, obj, pid, buffers, seed)
+            except SerializationError:  # a proxy store refused the object: no method can help
+                if plan is not None:
+                    plan.discard()
+                raise
             except Exception as exc:
                 attempts.append(Attempt(name, _error_text(exc)))
                 continue
@@ -259,19 +280,19 @@ class Serializer:
                     buffers = []
                     body, recorder = self._run(method, obj, pid, buffers, seed)
             return self._pack(method, body, buffers, recorder, pid is not None, plan, attempts)
+        if plan is not None:
+            plan.discard()
         raise self._failure(obj, attempts)
 
-    def _by_value_at_top(self, obj: Any, attempts: list[Attempt]) -> CodeDecision | None:
-        """Skip the pickle attempt when the object itself is code that must go by value."""
-        if type(obj) is not types.FunctionType or self.methods[0] != "pickle":
-            return None
-        if len(self.methods) < 2:
-            return None
+    def _top_decision(self, obj: Any, attempts: list[Attempt]) -> tuple[CodeDecision | None, bool]:
+        """Classify a function sent on its own once; say whether to skip the pickle attempt."""
+        if type(obj) is not types.FunctionType:
+            return None, False
         decision = classify(obj, self.by_value_modules)
-        if decision.how == "reference":
-            return None
-        attempts.append(Attempt("pickle", str(ByValueNeeded(decision))))
-        return decision
+        if decision.how == "value" and self.methods[0] == "pickle" and len(self.methods) > 1:
+            attempts.append(Attempt("pickle", str(ByValueNeeded(decision))))
+            return decision, True
+        return decision, False
 
     def _pack(
         self,
@@ -283,6 +304,33 @@ class Serializer:
         plan: ProxyPlan | None,
         attempts: list[Attempt],
     ) -> _Dumped:
+        by_value = recorder.any_by_value or (method.python_bound and not recorder.active)
+        signed = self.key is not None
+        body = sum(map(_nbytes, chunks))
+        lengths = tuple(map(_nbytes, buffers))
+        key = (method.name, frozenset(recorder.modules), by_value, persistent, signed)
+        cached = None if plan is not None else _TEMPLATES.get(key)
+        if cached is None:
+            template = self._template(method, recorder, by_value, persistent, plan)
+            cached = (template, env.static_prefix(template))
+            if plan is None:
+                if len(_TEMPLATES) > 1024:
+                    _TEMPLATES.clear()
+                _TEMPLATES[key] = cached
+        template, prefix = cached
+        head = env.encode_head_with(prefix, body, lengths, signed)
+        tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
+        return _Dumped(head, chunks, buffers, tag, template, body, lengths, recorder, attempts)
+
+    def _template(
+        self,
+        method: Method,
+        recorder: Recorder,
+        by_value: bool,
+        persistent: bool,
+        plan: ProxyPlan | None,
+    ) -> env.Header:
+        """The header of a payload, but for its lengths (cached per kind of payload)."""
         requires, dists = requirements_for(recorder.modules) if recorder.modules else ({}, {})
         extra: dict[str, Any] = {}
         if dists:
@@ -291,25 +339,21 @@ class Serializer:
             extra["persistent"] = True
         if plan is not None:
             extra["proxies"] = plan.to_header()
-        by_value = recorder.any_by_value or (method.python_bound and not recorder.active)
         from serdoctor import __version__
 
-        header = env.Header(
+        return env.Header(
             method=method.name,
             python=PYTHON,
             implementation=IMPLEMENTATION,
             by_value=by_value,
             requires=requires,
             libraries=method.versions(),
-            body=sum(map(_nbytes, chunks)),
-            buffers=tuple(map(_nbytes, buffers)),
+            body=0,
+            buffers=(),
             serdoctor=__version__,
             signed=self.key is not None,
             extra=extra,
         )
-        head = env.encode_head(header)
-        tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
-        return _Dumped(head, chunks, buffers, tag, header, recorder, attempts)
 
     def _failure(self, obj: Any, attempts: list[Attempt]) -> SerializationError:
         def fails(candidate: Any) -> str | None:
@@ -349,8 +393,14 @@ class Serializer:
         return self._dump(obj).flat()
 
     def explain(self, obj: Any) -> Explanation:
-        """Serialize ``obj`` and report which method was chosen and why, object by object."""
-        dumped = self._dump(obj)
+        """Serialize ``obj`` and report which method was chosen and why, object by object.
+
+        With a proxy policy, objects are put in the store to measure them and
+        evicted again before this returns.
+        """
+        scope = self.proxy.scope() if self.proxy is not None else contextlib.nullcontext()
+        with scope:
+            dumped = self._dump(obj)
         header = dumped.header
         decisions = tuple(d for d in dumped.recorder.decisions.values() if not d.plumbing)
         return Explanation(
@@ -476,6 +526,8 @@ class Serializer:
             ) from None
         if header.by_value and self.on_mismatch != "ignore":
             for lib, version in header.libraries.items():
+                if lib not in header.requires:
+                    continue  # the payload does not call into this library
                 here = method.versions().get(lib)
                 if here and here != version:
                     self._mismatch(
@@ -497,7 +549,7 @@ class Serializer:
         buffers: list[Any] = list(parsed.buffers)
         if copy_buffers:
             buffers = [bytearray(b) for b in buffers]
-        persistent = _persistent_load if header.extra.get("persistent") else None
+        persistent = _persistent_loader() if header.extra.get("persistent") else None
         try:
             return method.loads(parsed.body, LoadContext(buffers, persistent))
         except SerdoctorError:
