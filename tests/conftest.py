@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import configuration as _hypothesis_configuration
+
+_HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="serdoctor-hypothesis-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep hypothesis's caches out of the working tree."""
+    _hypothesis_configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
 
 
 def _children() -> set[int]:

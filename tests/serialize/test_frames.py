@@ -100,3 +100,14 @@ def test_frame_count_mismatch_is_an_error() -> None:
         s.loads_frames([frames[0], frames[1], bytes(frames[2])[:-8]])
     with pytest.raises(serdoctor.DeserializationError, match="no frames"):
         s.loads_frames([])
+
+
+def test_a_bytearray_sent_twice_arrives_once() -> None:
+    s = serdoctor.Serializer()
+    blob = bytearray(70_000)
+    frames = s.dumps_frames([blob, {"again": blob}])
+    assert [_nbytes(f) for f in frames[2:]] == [70_000]  # sent once
+    back = s.loads_frames(frames)
+    assert back[0] is back[1]["again"]
+    flat = s.loads(s.dumps([blob, blob]))
+    assert flat[0] is flat[1] and flat[0] == blob

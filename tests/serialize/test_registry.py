@@ -134,3 +134,25 @@ def test_broken_entry_point_is_reported(run_python, tmp_path: Path) -> None:
         path=[site],
     )
     assert "entry point 'bad'" in result.stdout and "nosuchmodule" in result.stdout
+
+
+def test_reimported_cloudpickle_and_dill_are_picked_up() -> None:
+    """Test runners (pytester) re-import modules; cached pickler classes must follow."""
+    import math
+    import sys
+
+    fn = eval("lambda x: math.floor(x)", {"__name__": "nowhere", "math": math})
+    saved = {
+        m: sys.modules[m] for m in list(sys.modules) if m.split(".")[0] in ("cloudpickle", "dill")
+    }
+    try:
+        for name in saved:
+            del sys.modules[name]
+        import cloudpickle  # noqa: F401
+        import dill  # noqa: F401
+
+        for methods in (("pickle", "cloudpickle"), ("dill",)):
+            s = serdoctor.Serializer(methods=methods)
+            assert s.loads(s.dumps(fn))(2.5) == 2
+    finally:
+        sys.modules.update(saved)

@@ -299,6 +299,7 @@ class CloudpickleMethod:
     name = "cloudpickle"
     python_bound = True
     _classes: tuple[type, type] | None = None
+    _module: Any = None  # the cloudpickle module the classes were built from
 
     def dumps(self, obj: Any, context: DumpContext) -> bytes:
         """Pickle ``obj`` with cloudpickle, recording how code travels."""
@@ -306,8 +307,11 @@ class CloudpickleMethod:
 
     def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
         """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
-        if CloudpickleMethod._classes is None:
+        current = sys.modules.get("cloudpickle")
+        if CloudpickleMethod._classes is None or current is not CloudpickleMethod._module:
+            # built once, and again if cloudpickle was re-imported (its helpers changed)
             CloudpickleMethod._classes = _cloudpickle_classes()
+            CloudpickleMethod._module = sys.modules.get("cloudpickle")
         plain, with_pid = CloudpickleMethod._classes
         context.recorder.active = True
         file = _Chunks()
@@ -370,10 +374,13 @@ class DillMethod:
     name = "dill"
     python_bound = True
     _classes: tuple[type, type, type] | None = None
+    _module: Any = None
 
     def _get(self) -> tuple[type, type, type]:
-        if DillMethod._classes is None:
-            DillMethod._classes = _dill_classes()
+        current = sys.modules.get("dill")
+        if DillMethod._classes is None or current is not DillMethod._module:
+            DillMethod._classes = _dill_classes()  # again if dill was re-imported
+            DillMethod._module = sys.modules.get("dill")
         return DillMethod._classes
 
     def dumps(self, obj: Any, context: DumpContext) -> bytes:

@@ -127,9 +127,21 @@ def _scan_bytearrays(obj: Any) -> set[int]:
 
 
 def _buffer_pid(ids: set[int]) -> Any:
+    """persistent_id sending large bytearrays out of band, each once.
+
+    Persistent ids bypass pickle's memo, so a bytearray met again is written
+    as ``("sd:oob", n)``: the n-th one sent (see :func:`_persistent_loader`).
+    """
+    sent: dict[int, int] = {}
+
     def persistent_id(obj: Any) -> Any:
-        if id(obj) in ids:
-            return pickle.PickleBuffer(obj)
+        key = id(obj)
+        if key in ids:
+            n = sent.get(key)
+            if n is None:
+                sent[key] = len(sent)
+                return pickle.PickleBuffer(obj)
+            return ("sd:oob", n)
         return None
 
     return persistent_id
@@ -146,6 +158,7 @@ def _chain(first: Any, second: Any) -> Any:
 def _persistent_loader() -> Any:
     """A persistent_load for one ``loads``: shared proxied objects get one proxy."""
     memo: dict[Any, Any] = {}
+    arrays: list[bytearray] = []
 
     def persistent_load(pid: Any) -> Any:
         if isinstance(pid, tuple) and pid and pid[0] == "sd:proxy":
@@ -153,7 +166,15 @@ def _persistent_loader() -> Any:
 
             return load_persistent(pid, memo)
         if isinstance(pid, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
-            return make_bytearray(pid)
+            arrays.append(make_bytearray(pid))
+            return arrays[-1]
+        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "sd:oob":
+            try:
+                return arrays[pid[1]]
+            except (IndexError, TypeError):
+                raise DeserializationError(
+                    f"payload refers to out-of-band bytearray {pid[1]!r}, which it does not hold"
+                ) from None
         raise DeserializationError(
             f"payload holds an unknown persistent id of type {type(pid).__name__}"
         )
@@ -251,12 +272,16 @@ class Serializer:
     def _dump(self, obj: Any) -> _Dumped:
         attempts: list[Attempt] = []
         big = _scan_bytearrays(obj)
-        pid: Any = _buffer_pid(big) if big else None
         plan: ProxyPlan | None = None
+
+        def make_pid() -> Any:  # fresh per pickling pass: the bytearray memo is per pass
+            oob = _buffer_pid(big) if big else None
+            if plan is None:
+                return oob
+            return plan.persistent_id if oob is None else _chain(plan.persistent_id, oob)
+
         if self.proxy is not None:
             plan = self.proxy.plan_before(obj)
-            if plan is not None:
-                pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
         seed, skip_pickle = self._top_decision(obj, attempts)
         for name in self.methods:
             if name == "pickle" and skip_pickle:
@@ -264,7 +289,7 @@ class Serializer:
             method = registry.get(name)
             buffers: list[env.Buffer] = []
             try:
-                body, recorder = self._run(method, obj, pid, buffers, seed)
+                body, recorder = self._run(method, obj, make_pid(), buffers, seed)
             except SerializationError:  # a proxy store refused the object: no method can help
                 if plan is not None:
                     plan.discard()
@@ -276,10 +301,10 @@ class Serializer:
                 size = sum(map(_nbytes, body)) + sum(map(_nbytes, buffers))
                 plan = self.proxy.plan_after(obj, size)
                 if plan is not None:
-                    pid = plan.persistent_id if pid is None else _chain(plan.persistent_id, pid)
                     buffers = []
-                    body, recorder = self._run(method, obj, pid, buffers, seed)
-            return self._pack(method, body, buffers, recorder, pid is not None, plan, attempts)
+                    body, recorder = self._run(method, obj, make_pid(), buffers, seed)
+            persistent = bool(big) or plan is not None
+            return self._pack(method, body, buffers, recorder, persistent, plan, attempts)
         if plan is not None:
             plan.discard()
         raise self._failure(obj, attempts)
