@@ -23,6 +23,7 @@ EXPECTED = [
     "SignatureError",
     "UnsafePayloadError",
     "__version__",
+    "check",
     "dumps",
     "environment",
     "errors",

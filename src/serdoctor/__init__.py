@@ -56,6 +56,7 @@ __all__ = [
     "SignatureError",
     "UnsafePayloadError",
     "__version__",
+    "check",
     "dumps",
     "environment",
     "errors",
@@ -65,6 +66,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from serdoctor.diagnostics._check import check
     from serdoctor.serialize import ProxyPolicy, ProxyScope
 
 
@@ -76,4 +78,9 @@ def __getattr__(name: str) -> Any:
         value = getattr(serialize, name)
         globals()[name] = value
         return value
+    if name == "check":  # the doctor loads only when asked for
+        from serdoctor.diagnostics._check import check
+
+        globals()["check"] = check
+        return check
     raise AttributeError(f"module 'serdoctor' has no attribute {name!r}")
