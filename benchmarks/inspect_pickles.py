@@ -2,9 +2,9 @@
 
 Run it from the checkout (fickling is a benchmark-only dependency)::
 
-    python benchmarks/inspect.py                  # 50 MB and 200 MB files, every shape
-    python benchmarks/inspect.py --quick          # 50 MB only, no op-dense shape
-    python benchmarks/inspect.py --json out.json  # also write the figures
+    python benchmarks/inspect_pickles.py                  # 50 MB and 200 MB files, every shape
+    python benchmarks/inspect_pickles.py --quick          # 50 MB only, no op-dense shape
+    python benchmarks/inspect_pickles.py --json out.json  # also write the figures
 
 Each tool inspects each file in a fresh interpreter. The child imports the
 tool, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), times
