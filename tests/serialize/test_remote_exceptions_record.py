@@ -279,3 +279,168 @@ def test_mutated_records_never_raise(mutations: list[tuple[int, str, Any]]) -> N
     assert isinstance(exc, BaseException)
     "".join(traceback.format_exception(exc))
     assert isinstance(_rebuild_exception(reduce_exception(exc)[1][0]), BaseException)
+
+
+# ---------------------------------------------------------------- fast paths
+
+
+def _binop() -> float:
+    x = 1
+    return x / 0
+
+
+def _subscript() -> int:
+    table: dict[str, int] = {}
+    return table["missing"] + 1
+
+
+def _multiline() -> int:
+    return int(
+        "not a number",
+    )
+
+
+def _unicode() -> None:
+    raise ValueError("é")  # ünïcödé 中文 on the line
+
+
+def _noted() -> None:
+    error = TypeError("noted")
+    if sys.version_info >= (3, 11):
+        error.add_note("first")
+        error.add_note("second\nline")
+    raise error
+
+
+def _chained() -> None:
+    try:
+        {}["k"]
+    except KeyError as inner:
+        raise ValueError("outer", 42) from inner
+
+
+TEXT_CASES = {
+    "binop": lambda: raised_call(_binop),
+    "subscript": lambda: raised_call(_subscript),
+    "multiline": lambda: raised_call(_multiline),
+    "unicode": lambda: raised_call(_unicode),
+    "noted": lambda: raised_call(_noted),
+    "chained": lambda: raised_call(_chained),
+    "recursion": lambda: raised_call(_deep, 10),
+    "never raised": lambda: KeyError("k"),
+    "local class": lambda: raised(type("Local", (LookupError,), {})("local")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_CASES))
+def test_traceback_texts_are_what_traceback_prints(name: str) -> None:
+    exc = TEXT_CASES[name]()
+    record = reduce_exception(exc)[1][0]
+    back = _rebuild_exception(record)
+    assert back.remote_traceback == "".join(traceback.format_exception(exc))
+    if isinstance(record, dict):
+        own = "".join(
+            traceback.TracebackException(type(exc), exc, exc.__traceback__).format(chain=False)
+        )
+        assert record["nodes"][0]["tb"] == own
+
+
+def test_builtin_exceptions_travel_without_their_pickle() -> None:
+    exc = raised_call(_chained)
+    if sys.version_info >= (3, 11):
+        exc.add_note("a note")
+    record = reduce_exception(exc)[1][0]
+    assert [node.get("exact") for node in record["nodes"]] == [True, True]
+    assert all(node.get("pickle") is None for node in record["nodes"])
+    back = roundtrip(exc)
+    assert type(back) is ValueError and back.args == ("outer", 42)
+    assert type(back.__cause__) is KeyError and back.__cause__ is back.__context__
+    assert back.__suppress_context__ is True
+    assert getattr(back, "__notes__", None) == getattr(exc, "__notes__", None)
+    # C members come back too (plain pickle drops AttributeError.name)
+    for made in (StopIteration(5), SystemExit(3), AttributeError("no", name="thing")):
+        again = roundtrip(raised(made))
+        assert type(again) is type(made) and again.args == made.args
+    assert roundtrip(raised(StopIteration(5))).value == 5
+    assert roundtrip(raised(SystemExit(3))).code == 3
+    assert roundtrip(raised(AttributeError("no", name="thing"))).name == "thing"
+    # a subclass, or an argument that is not a primitive, still needs its pickle
+    for needs_pickle in (raised(type("Sub", (ValueError,), {})("x")), ValueError([1, 2])):
+        node = reduce_exception(needs_pickle)[1][0]["nodes"][0]
+        assert not node.get("exact") and isinstance(node["pickle"], bytes)
+
+
+def test_never_raised_builtins_travel_as_a_compact_record() -> None:
+    rebuild, (record,) = reduce_exception(ValueError("bad value"))
+    assert record == ("ValueError", ("bad value",), "ValueError: bad value\n")
+    back = rebuild(record)
+    assert type(back) is ValueError and back.args == ("bad value",)
+    assert back.remote_traceback == "ValueError: bad value\n"
+    assert roundtrip(RuntimeError()).remote_traceback == "RuntimeError\n"
+    # anything more than args takes the full record
+    for full in (KeyError(("a", 1)), SystemExit(3), raised(ValueError("raised"))):
+        assert isinstance(reduce_exception(full)[1][0], dict)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        (),
+        ("ValueError",),
+        ("ValueError", "not a tuple", "text"),
+        ("ValueError", (), 3),
+        ("NoSuchBuiltin", ("x",), "NoSuchBuiltin: x\n"),
+        ("UnicodeDecodeError", ("too", "few"), "UnicodeDecodeError: ?\n"),
+        ("print", (), "print\n"),
+    ],
+)
+def test_malformed_compact_records_never_raise(record: Any) -> None:
+    exc = _rebuild_exception(record)
+    assert isinstance(exc, BaseException)
+    "".join(traceback.format_exception(exc))
+
+
+def test_rebuilt_tracebacks_leave_no_reference_cycles() -> None:
+    import gc
+
+    exc = raised_call(_chained)
+    back = roundtrip(exc)
+    frame = back.__traceback__.tb_frame
+    names = set()
+    while frame is not None:  # the stub frames do not keep the loader's stack alive
+        names.add(frame.f_code.co_name)
+        frame = frame.f_back
+    assert not names & {"roundtrip", "rebuild", "_finish", "build_traceback"}, names
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            roundtrip(exc)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def test_tracebacklimit_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    exc = raised_call(_deep, 5)
+    monkeypatch.setattr(sys, "tracebacklimit", 2, raising=False)
+    back = roundtrip(exc)
+    assert back.remote_traceback == "".join(traceback.format_exception(exc))
+
+
+def test_records_of_the_first_format_still_load() -> None:
+    # /1 records had every field in every node and a pickle for every exception
+    exc = raised_call(_chained)
+    record = reduce_exception(exc)[1][0]
+    defaults = {"attrs": {}, "notes": None, "cause": None, "context": None, "suppress": False}
+    for node in record["nodes"]:
+        node.update({**defaults, **node, "exact": False, "group": None, "refs": []})
+        node.update(str="?", repr="?", by_value=None, pickle_error=None)
+        node["pickle"] = pickle.dumps(
+            ValueError("outer", 42) if node is record["nodes"][0] else KeyError("k")
+        )
+    record["format"] = "serdoctor.exception/1"
+    back = _rebuild_exception(record)
+    assert type(back) is ValueError and back.args == ("outer", 42)
+    assert type(back.__cause__) is KeyError and back.__suppress_context__ is True
+    assert back.remote_traceback == "".join(traceback.format_exception(exc))

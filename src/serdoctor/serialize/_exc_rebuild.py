@@ -6,6 +6,7 @@ See ``_remote_exc`` for the decision tree (real class, real class without
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import importlib
 import io
@@ -17,7 +18,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from serdoctor.serialize._exc_frames import build_traceback
-from serdoctor.serialize._exc_values import FORMAT, group_types, python_minor, safe_str, truncate
+from serdoctor.serialize._exc_values import (
+    FORMAT,
+    READABLE_FORMATS,
+    builtin_class,
+    group_types,
+    python_minor,
+    safe_str,
+    truncate,
+)
 from serdoctor.serialize._remote_exc import (
     RemoteBaseException,
     RemoteChainTruncated,
@@ -36,7 +45,37 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 def rebuild(record: Any) -> BaseException:
     """The exception a record describes, with everything reachable from it; may raise
     on a malformed record (the caller turns that into a :class:`RemoteException`)."""
-    return _Rebuilder(record).run()
+    if type(record) is tuple:
+        return _rebuild_compact(record)
+    exact = _rebuild_exact(record)
+    return exact if exact is not None else _Rebuilder(record).run()
+
+
+def _rebuild_compact(record: tuple[Any, ...]) -> BaseException:
+    """``builtins.<qualname>(*args)`` from a compact record ``(qualname, args, text)``."""
+    qualname, args, text = record
+    if type(qualname) is not str or type(args) is not tuple or type(text) is not str:
+        raise ValueError("malformed compact exception record")
+    cls = _builtin_exception(qualname)
+    if cls is not None:
+        try:
+            obj = cls(*args)
+        except Exception:
+            obj = None
+        if obj is not None and type(obj) is cls:
+            obj.__dict__["remote_traceback"] = text
+            return obj
+    # not a builtin here (another Python?): the full record makes a stand-in
+    prefix = f"{qualname}: "
+    message = text[len(prefix) :].rstrip("\n") if text.startswith(prefix) else ""
+    node = {
+        "mro": [["builtins", qualname], ["builtins", "Exception"], ["builtins", "BaseException"]],
+        "str": message,
+        "repr": f"{qualname}({', '.join(map(repr, args))})",
+        "args": list(args),
+        "tb": text,
+    }
+    return _Rebuilder({"format": FORMAT, "root": 0, "nodes": [node]}).run()
 
 
 class _CycleError(Exception):
@@ -54,7 +93,7 @@ class _Unpickler(pickle.Unpickler):
 
 class _Rebuilder:
     def __init__(self, record: Any) -> None:
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
+        if not isinstance(record, dict) or not _readable(record.get("format")):
             raise ValueError(f"not a {FORMAT} record")
         nodes = record.get("nodes")
         root = record.get("root")
@@ -72,11 +111,17 @@ class _Rebuilder:
     # -- driving
 
     def run(self) -> BaseException:
-        for index in range(len(self.nodes)):
-            self.get(index)
+        built = self.built
+        for index, node in enumerate(self.nodes):
+            if index not in built:
+                exact = _exact(node) if node.get("exact") is True else None
+                if exact is None:
+                    self.get(index)
+                else:  # what get() would build, without its general checks
+                    built[index] = exact
         for index in range(len(self.nodes)):
             self.finish(index)
-        return self.built[self.root]
+        return built[self.root]
 
     def valid(self, index: object) -> bool:
         return isinstance(index, int) and 0 <= index < len(self.nodes)
@@ -101,8 +146,24 @@ class _Rebuilder:
 
     def build(self, index: int) -> BaseException:
         node = self.nodes[index]
-        mro = _names(node.get("mro"))
-        cls = self.resolve(*mro[0])
+        names = node.get("mro")
+        first = names[0] if type(names) is list and names else None
+        if (
+            isinstance(first, (list, tuple))
+            and len(first) == 2
+            and type(first[0]) is type(first[1]) is str
+        ):
+            cls = self.resolve(first[0], first[1])  # what _names(...)[0] would give, sooner
+        else:
+            cls = self.resolve(*_names(names)[0])
+        if cls is not None:
+            data = node.get("pickle")
+            if data is None and node.get("exact") is True and builtin_class(cls):
+                # the record is the whole state: cls(*args), as its pickle would do
+                exact = _call_class(cls, node) or self.from_record(cls, index)
+                if exact is not None:
+                    return exact
+        mro = _names(names)
         if cls is None:
             module, qualname = mro[0]
             why = self.failures.get(mro[0], "not found")
@@ -198,8 +259,10 @@ class _Rebuilder:
             _set(obj, "exceptions", tuple(group[1]))
         _restore_attributes(obj, node)
         state = obj.__dict__
-        state["_serdoctor_str"] = _text(node.get("str"))
-        state["_serdoctor_repr"] = _text(node.get("repr"))
+        # no text in the node (a compact exact node): the class's own str()/repr() of args
+        text, shown = node.get("str"), node.get("repr")
+        state["_serdoctor_str"] = text if isinstance(text, str) else None
+        state["_serdoctor_repr"] = shown if isinstance(shown, str) else None
         state["_serdoctor_node"] = node
         state["remote_type"] = f"{mro[0][0]}.{mro[0][1]}"
         state["remote_mro"] = tuple(f"{m}.{q}" for m, q in mro)
@@ -209,22 +272,10 @@ class _Rebuilder:
     # -- links, notes, traceback (all exceptions exist by now)
 
     def finish(self, index: int) -> None:
-        node = self.nodes[index]
-        obj = self.built[index]
-        for field in ("cause", "context"):
-            target = node.get(field)
-            linked = self.built[target] if isinstance(target, int) and self.valid(target) else None
-            _set(obj, f"__{field}__", linked)
-        _set(obj, "__suppress_context__", bool(node.get("suppress")))
-        notes = node.get("notes")
-        if isinstance(notes, list) and "__notes__" not in obj.__dict__:
-            _set(obj, "__notes__", [n for n in notes if isinstance(n, str)])
-        tb = build_traceback(node.get("frames"))
-        if tb is not None:
-            _set(obj, "__traceback__", tb)
-        _set(obj, "remote_traceback", self.compose(index))
+        tb = _finish(self.nodes, self.built, index)
         if index in self.standins:
-            refs = node.get("refs")
+            obj = self.built[index]
+            refs = self.nodes[index].get("refs")
             obj.__dict__["_serdoctor_tb"] = tb
             obj.__dict__["_serdoctor_refs"] = [
                 self.built[r] for r in (refs if isinstance(refs, list) else []) if self.valid(r)
@@ -232,29 +283,7 @@ class _Rebuilder:
 
     def compose(self, index: int) -> str:
         """The remote text of the whole chain, oldest first, as ``traceback`` prints it."""
-        parts: list[str] = []
-        seen: set[int] = set()
-        size = 0
-        current: int | None = index
-        while current is not None and current not in seen:
-            seen.add(current)
-            node = self.nodes[current]
-            text = _text(node.get("tb"))
-            parts.append(text)
-            size += len(text)
-            if size > MAX_COMPOSED_TRACEBACK:
-                parts.append("[serdoctor: earlier exceptions of this chain not shown]\n")
-                break
-            cause, context = node.get("cause"), node.get("context")
-            if self.valid(cause):
-                parts.append(_CAUSE)
-                current = cause
-            elif self.valid(context) and not node.get("suppress"):
-                parts.append(_CONTEXT)
-                current = context
-            else:
-                current = None
-        return "".join(reversed(parts))
+        return _compose(self.nodes, index)
 
     # -- classes
 
@@ -292,6 +321,103 @@ class _Rebuilder:
 # ---------------------------------------------------------------- helpers
 
 
+def _finish(
+    nodes: list[dict[str, Any]], built: dict[int, BaseException], index: int
+) -> types.TracebackType | None:
+    """Put back links, notes, frames and remote text on ``built[index]``; its traceback."""
+    node = nodes[index]
+    obj = built[index]
+    count = len(nodes)
+    cause, context = node.get("cause"), node.get("context")
+    cause = built[cause] if isinstance(cause, int) and 0 <= cause < count else None
+    context = built[context] if isinstance(context, int) and 0 <= context < count else None
+    frames = node.get("frames")
+    tb = build_traceback(frames) if frames else None
+    suppress = bool(node.get("suppress"))
+    try:  # past a class's own __setattr__ (see _set); one try for the usual case
+        object.__setattr__(obj, "__cause__", cause)
+        object.__setattr__(obj, "__context__", context)
+        object.__setattr__(obj, "__suppress_context__", suppress)
+        if tb is not None:
+            object.__setattr__(obj, "__traceback__", tb)
+    except Exception:  # an odd class: each one that can be set is set
+        _set(obj, "__cause__", cause)
+        _set(obj, "__context__", context)
+        _set(obj, "__suppress_context__", suppress)
+        if tb is not None:
+            _set(obj, "__traceback__", tb)
+    notes = node.get("notes")
+    if isinstance(notes, list) and "__notes__" not in obj.__dict__:
+        _set(obj, "__notes__", [n for n in notes if isinstance(n, str)])
+    _set(obj, "remote_traceback", _compose(nodes, index))
+    return tb
+
+
+def _compose(nodes: list[dict[str, Any]], index: int) -> str:
+    """The remote text of the chain from ``index``, oldest first, as ``traceback`` prints it."""
+    count = len(nodes)
+    node = nodes[index]
+    text = node.get("tb")
+    text = text if type(text) is str else ""
+    cause, context = node.get("cause"), node.get("context")
+    if (
+        cause is None
+        and (context is None or node.get("suppress"))
+        and len(text) <= (MAX_COMPOSED_TRACEBACK)
+    ):
+        return text  # the common case: nothing chained
+    parts: list[str] = [text]
+    seen = {index}
+    size = len(text)
+    while True:
+        if size > MAX_COMPOSED_TRACEBACK:
+            parts.append("[serdoctor: earlier exceptions of this chain not shown]\n")
+            break
+        if isinstance(cause, int) and 0 <= cause < count:
+            parts.append(_CAUSE)
+            current = cause
+        elif isinstance(context, int) and 0 <= context < count and not node.get("suppress"):
+            parts.append(_CONTEXT)
+            current = context
+        else:
+            break
+        if current in seen:  # a cycle: it ends after the separator, as it always did
+            break
+        seen.add(current)
+        node = nodes[current]
+        text = node.get("tb")
+        text = text if type(text) is str else ""
+        parts.append(text)
+        size += len(text)
+        cause, context = node.get("cause"), node.get("context")
+    return "".join(reversed(parts))
+
+
+def _readable(form: object) -> bool:
+    return type(form) is str and form in READABLE_FORMATS
+
+
+def _rebuild_exact(record: Any) -> BaseException | None:
+    """:class:`_Rebuilder`'s result for a record whose nodes are all ``exact`` nodes of
+    builtin classes (the common case), without its general machinery; else None."""
+    if type(record) is not dict or not _readable(record.get("format")):
+        return None
+    nodes, root = record.get("nodes"), record.get("root")
+    if type(nodes) is not list or type(root) is not int or not 0 <= root < len(nodes):
+        return None
+    built: dict[int, BaseException] = {}
+    for index, node in enumerate(nodes):
+        if type(node) is not dict or node.get("exact") is not True:
+            return None
+        obj = _exact(node)
+        if obj is None:
+            return None
+        built[index] = obj
+    for index in range(len(nodes)):
+        _finish(nodes, built, index)
+    return built[root]
+
+
 def _names(value: object) -> list[tuple[str, str]]:
     names: list[tuple[str, str]] = []
     if isinstance(value, list):
@@ -317,13 +443,55 @@ def _missing() -> BaseException:
 
 def _set(obj: BaseException, name: str, value: object) -> None:
     """Set an attribute bypassing a class's own ``__setattr__``; ignore refusals."""
-    with contextlib.suppress(Exception):
+    try:  # noqa: SIM105 - contextlib.suppress costs a context manager per attribute
         object.__setattr__(obj, name, value)
+    except Exception:
+        pass
+
+
+_BUILTIN_CLASSES: dict[str, type[BaseException]] = {}
+
+
+def _builtin_exception(qualname: object) -> type[BaseException] | None:
+    """``builtins.<qualname>`` when it is a ``builtin_class`` exception here, else None."""
+    cls = _BUILTIN_CLASSES.get(qualname) if type(qualname) is str else None
+    if cls is None and type(qualname) is str:
+        found = getattr(builtins, qualname, None)
+        if isinstance(found, type) and issubclass(found, BaseException) and builtin_class(found):
+            cls = _BUILTIN_CLASSES[qualname] = found
+    return cls
+
+
+def _exact(node: dict[str, Any]) -> BaseException | None:
+    """The exception of an ``exact`` node of a builtin class, or None (then ``build``)."""
+    if node.get("pickle") is not None:
+        return None
+    names = node.get("mro")
+    first = names[0] if type(names) is list and names else None
+    if not isinstance(first, (list, tuple)) or len(first) != 2 or first[0] != "builtins":
+        return None
+    cls = _builtin_exception(first[1])
+    return None if cls is None else _call_class(cls, node)
+
+
+def _call_class(cls: type[BaseException], node: dict[str, Any]) -> BaseException | None:
+    """``cls(*args)`` with the record's attributes, or None when that fails."""
+    args = node.get("args")
+    if not isinstance(args, (list, tuple)):
+        return None
+    try:
+        obj = cls(*args)
+    except Exception:
+        return None
+    if type(obj) is not cls:
+        return None
+    _restore_attributes(obj, node)
+    return obj
 
 
 def _restore_attributes(obj: BaseException, node: dict[str, Any]) -> None:
     attrs = node.get("attrs")
-    if isinstance(attrs, dict):
+    if attrs and isinstance(attrs, dict):
         for name, value in attrs.items():
             if isinstance(name, str) and not name.startswith("__"):
                 _set(obj, name, value)

@@ -6,12 +6,12 @@ attributes), each described once in a flat table, so shared exceptions and
 cycles cost nothing and need no recursion::
 
     record = {
-        "format": "serdoctor.exception/1",
+        "format": "serdoctor.exception/2",     # /1 (every field in every node) is read too
         "root": 0,                        # index of the exception that was sent
         "nodes": [node, node, ...],
     }
     node = {
-        "mro":     [[module, qualname], ...],   # type(exc).__mro__ as names
+        "mro":     [[module, qualname], ...],   # type(exc).__mro__ as names (lists or tuples)
         "str":     str(exc),  "repr": repr(exc),  # truncated to MAX_TEXT, never raising
         "args":    [...],                       # primitives; anything else as its repr
         "attrs":   {name: primitive},           # instance and slot attributes (e.errno)
@@ -24,7 +24,22 @@ cycles cost nothing and need no recursion::
         "refs":    [int, ...],                  # ... whose persistent ids index this list
         "by_value": "3.11" | None,              # made by cloudpickle: loads on 3.11 only
         "pickle_error": str | None,             # why there is no pickle
+        "exact":   bool,                        # no pickle needed: cls(*args) + attrs + notes
     }
+
+A field at its default (``None``, ``[]``, ``{}``, ``False``) may be left out;
+``exact`` nodes leave them out. ``exact`` marks a builtin exception class
+(``ValueError``, ``KeyError``...) whose whole state is primitives the record
+keeps unchanged: the receiver rebuilds it as ``cls(*args)`` plus attributes
+and notes, exactly what its pickle would give, so no pickle is made (the
+common case, several times faster). When that class is one every supported
+Python has (``compact_args``), the node also leaves out ``str`` and ``repr``
+and names only its own class in ``mro``: no receiver needs a stand-in for it.
+
+The compact record: a never-raised builtin exception whose whole state is
+its primitive ``args`` (``ValueError("bad value")``, see ``compact_args``)
+travels as the tuple ``(qualname, args, text)`` instead, ``text`` being its
+formatted traceback text: ``builtins.<qualname>(*args)`` rebuilds it.
 
 Everything in a record is ``None``, ``bool``, ``int``, ``float``, ``complex``,
 ``str``, ``bytes`` or lists/tuples/dicts/sets of them, so the outer pickle of a
@@ -48,26 +63,31 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from serdoctor.serialize._exc_frames import capture_frames
+from serdoctor.serialize._exc_frames import format_own_text, walk_traceback
 from serdoctor.serialize._exc_values import (
     FORMAT,
     MAX_DEPTH,
     MAX_ITEMS,
     MAX_NODES,
+    MAX_TEXT,
     PICKLE_PROTOCOL,
     attributes,
     class_names,
+    compact_args,
     core,
+    exact_parts,
     group_types,
     instance_dict,
     portable_args,
     python_minor,
     qualname_of,
+    record_rebuilds,
     safe_str,
     truncate,
+    type_facts,
 )
 
-__all__ = ["capture", "minimal_record"]
+__all__ = ["capture", "compact", "minimal_record"]
 
 
 def _own_text(exc: BaseException) -> str:
@@ -206,12 +226,21 @@ class _Capture:
         self.depths.append(depth)
         return len(self.objects) - 1
 
-    def text(self, exc: BaseException) -> str:
+    def text(self, exc: BaseException, rows: list[str] | None, text: str | None) -> str:
+        """``exc``'s own traceback text: from ``rows`` (see ``walk_traceback``) when
+        they are given, else from ``traceback``; ``text`` is ``str(exc)`` or None."""
         found = self.texts.get(id(exc))
-        if found is None:
-            self.texts.update(_chain_texts(exc))
-            found = self.texts.get(id(exc)) or _bare_text(exc)
-        return found
+        if found is not None:
+            return found
+        if text is not None and rows is not None:
+            try:
+                own = format_own_text(exc, rows, text)
+            except Exception:  # a hostile class: traceback decides what it prints
+                own = None
+            if own is not None:
+                return truncate(own, keep_tail=True)
+        self.texts.update(_chain_texts(exc))
+        return self.texts.get(id(exc)) or _bare_text(exc)
 
     def marker_index(self) -> int:
         if self.marker is None:
@@ -235,17 +264,86 @@ class _Capture:
 
     def describe(self, position: int) -> dict[str, Any]:
         exc = self.objects[position]
-        depth = self.depths[position]
+        facts = type_facts(type(exc))
+        if facts.builtin:
+            node = self.describe_exact(exc, facts, self.depths[position])
+            if node is not None:
+                return node
+        return self.describe_any(exc, self.depths[position])
+
+    def describe_exact(self, exc: BaseException, facts: Any, depth: int) -> dict[str, Any] | None:
+        """:meth:`describe_any`'s node for an exception that ``record_rebuilds``, in fewer
+        steps (a builtin class has no ``__getattr__`` or properties to dodge); else None."""
+        state = exc.__dict__
+        args = exc.args
+        if not exact_parts(type(exc), args, state):
+            return None
+        try:
+            text = str(exc)  # may fail (an int too long for str()): describe_any says so
+        except Exception:
+            return None
+        if type(text) is not str:
+            return None
+        frames, rows = walk_traceback(exc.__traceback__)
+        cause, context = exc.__cause__, exc.__context__
+        notes = state.get("__notes__") if state else None
+        if facts.compact and rows is not None:
+            # format_own_text() of a builtin class (not SyntaxError, not a group)
+            qualname = facts.names[0][1]
+            own = f"{qualname}: {text}\n" if text else f"{qualname}\n"
+            if notes:
+                own += "".join([line + "\n" for note in notes for line in note.split("\n")])
+            if rows:
+                own = "Traceback (most recent call last):\n" + "".join(rows) + own
+            own = own if len(own) <= MAX_TEXT else truncate(own, keep_tail=True)
+        else:
+            own = self.text(exc, rows, text)
+        # fields at their default are left out (see the module docstring)
+        node: dict[str, Any]
+        if facts.compact:  # a class every Python has: the receiver never needs a stand-in
+            node = {"mro": [facts.names[0]], "args": list(args)}
+        else:
+            node = {
+                "mro": list(facts.names),  # shared tuples: pickle writes each pair once
+                "str": text if len(text) <= MAX_TEXT else truncate(text),
+                "repr": safe_str(exc, use_repr=True),
+                "args": list(args),
+            }
+        node["frames"] = frames
+        node["tb"] = own
+        node["exact"] = True
+        if notes is not None:
+            node["notes"] = list(notes)
+        if cause is not None:
+            node["cause"] = self.add(cause, depth + 1)
+        if context is not None:
+            node["context"] = self.add(context, depth + 1)
+        if exc.__suppress_context__:
+            node["suppress"] = True
+        if facts.descriptors or state:
+            attrs = attributes(exc)
+            if attrs:
+                node["attrs"] = attrs
+        return node
+
+    def describe_any(self, exc: BaseException, depth: int) -> dict[str, Any]:
         state = instance_dict(exc)
-        stored = state.get("_serdoctor_node")
+        stored = state.get("_serdoctor_node") if state else None
         standin = isinstance(stored, dict) and isinstance(stored.get("mro"), list)
+        text: str | None
+        try:
+            text = str(exc)
+        except Exception:
+            text = None
+        if type(text) is not str:
+            text = None
 
         def link(other: object) -> int | None:
             return self.add(other, depth + 1) if isinstance(other, BaseException) else None
 
         node: dict[str, Any] = {
             "mro": stored["mro"] if standin else class_names(type(exc)),  # type: ignore[index]
-            "str": safe_str(exc),
+            "str": safe_str(exc) if text is None else truncate(text),
             "repr": safe_str(exc, use_repr=True),
             "args": portable_args(core(exc, "args")),
             "attrs": attributes(exc),
@@ -268,16 +366,19 @@ class _Capture:
             node["frames"] = stored.get("frames", [])  # type: ignore[union-attr]
             node["tb"] = stored.get("tb", "")  # type: ignore[union-attr]
         else:
-            node["frames"] = capture_frames(tb)
-            node["tb"] = self.text(exc)
+            node["frames"], rows = walk_traceback(tb)
+            node["tb"] = self.text(exc, rows, text)
         if standin:
             refs = state.get("_serdoctor_refs") or []
             node["pickle"] = stored.get("pickle")  # type: ignore[union-attr]
             node["refs"] = [self.add(r, depth + 1) for r in refs if isinstance(r, BaseException)]
             node["by_value"] = stored.get("by_value")  # type: ignore[union-attr]
             node["pickle_error"] = stored.get("pickle_error")  # type: ignore[union-attr]
+            node["exact"] = stored.get("exact") is True  # type: ignore[union-attr]
             if len(node["refs"]) != len(refs):
                 node["pickle"] = None
+        elif record_rebuilds(exc, state):
+            node.update(pickle=None, refs=[], by_value=None, pickle_error=None, exact=True)
         else:
             node.update(self.pickle(exc, depth))
         return node
@@ -303,8 +404,15 @@ class _Capture:
                 "refs": pickler.refs,
                 "by_value": by_value,
                 "pickle_error": None,
+                "exact": False,
             }
-        return {"pickle": None, "refs": [], "by_value": None, "pickle_error": first_error}
+        return {
+            "pickle": None,
+            "refs": [],
+            "by_value": None,
+            "pickle_error": first_error,
+            "exact": False,
+        }
 
 
 def _notes(notes: object) -> list[str] | None:
@@ -333,6 +441,24 @@ def capture(
         return minimal_record(exc, f"{type(error).__name__}: {safe_str(error)}")
 
 
+def compact(exc: BaseException) -> tuple[str, tuple[Any, ...], str] | None:
+    """The compact record ``(qualname, args, text)`` of ``exc``, or None when ``exc``
+    needs a full record (see ``compact_args``). Never raises."""
+    try:
+        args = compact_args(exc)
+        if args is None:
+            return None
+        qualname = type(exc).__qualname__
+        text = str(exc)
+    except Exception:
+        return None
+    if type(text) is not str:
+        return None
+    # format_exception_only of a builtin class, no notes: what traceback prints for it
+    own = f"{qualname}: {text}\n" if text else f"{qualname}\n"
+    return qualname, args, truncate(own, keep_tail=True)
+
+
 def minimal_record(exc: BaseException, reason: str) -> dict[str, Any]:
     """A one-node record with only names and texts (the fallback of :func:`capture`)."""
     try:
@@ -356,5 +482,6 @@ def minimal_record(exc: BaseException, reason: str) -> dict[str, Any]:
         "refs": [],
         "by_value": None,
         "pickle_error": truncate(f"serdoctor could not describe this exception: {reason}", 1000),
+        "exact": False,
     }
     return {"format": FORMAT, "root": 0, "nodes": [node]}

@@ -8,8 +8,10 @@ and never longer than the limits below (a visible marker says what was cut).
 from __future__ import annotations
 
 import builtins
+import copyreg
 import importlib
 import sys
+import weakref
 from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any
 
@@ -18,21 +20,30 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_NODES",
     "MAX_TEXT",
+    "READABLE_FORMATS",
     "NotPortable",
     "attributes",
+    "builtin_class",
     "class_names",
+    "compact_args",
     "core",
+    "exact_parts",
     "group_types",
     "instance_dict",
     "portable",
     "portable_args",
     "python_minor",
     "qualname_of",
+    "record_rebuilds",
     "safe_str",
     "truncate",
+    "type_facts",
 ]
 
-FORMAT = "serdoctor.exception/1"
+FORMAT = "serdoctor.exception/2"
+"""Records written here. /2 added ``exact`` nodes (no pickle, default fields left out)."""
+READABLE_FORMATS = frozenset({"serdoctor.exception/1", FORMAT})
+"""Records read here: /1 records are /2 records whose nodes have every field."""
 MAX_TEXT = 64 * 1024
 """Characters kept of a message, repr, note, argument or traceback text."""
 MAX_DEPTH = 100
@@ -58,6 +69,7 @@ _SKIP_DESCRIPTORS = frozenset(
         "__notes__",
         "exceptions",
         "message",
+        "__class__",  # object's: a type, never a primitive
     }
 )
 # Instance attributes serdoctor itself sets on arrival.
@@ -103,20 +115,218 @@ def qualname_of(cls: type) -> str:
     return value if isinstance(value, str) else "?"
 
 
-def class_names(cls: type) -> list[list[str]]:
-    """``cls.__mro__`` as ``[[module, qualname], ...]``."""
-    names: list[list[str]] = []
-    for klass in cls.__mro__:
-        # type's own descriptors: a metaclass cannot make these lie or raise
-        module = _TYPE_MODULE.__get__(klass)
-        qualname = _TYPE_QUALNAME.__get__(klass)
-        names.append(
-            [
-                module if isinstance(module, str) else "?",
-                qualname if isinstance(qualname, str) else "?",
-            ]
+class _TypeFacts:
+    """What the record needs to know about an exception class, worked out once per class.
+
+    Classes are not expected to change their MRO, names or slots after an
+    instance was sent; a class that does so keeps the facts of its first use.
+    """
+
+    __slots__ = ("builtin", "compact", "descriptors", "names")
+
+    def __init__(self, cls: type) -> None:
+        names: list[tuple[str, str]] = []
+        for klass in cls.__mro__:
+            # type's own descriptors: a metaclass cannot make these lie or raise
+            module = _TYPE_MODULE.__get__(klass)
+            qualname = _TYPE_QUALNAME.__get__(klass)
+            names.append(
+                (
+                    module if isinstance(module, str) else "?",
+                    qualname if isinstance(qualname, str) else "?",
+                )
+            )
+        self.names = tuple(names)
+        # C members and slots (errno, code), in MRO order; duplicates kept so that a
+        # base's descriptor is tried when a subclass's cannot be read (as vars() walks did)
+        self.descriptors = tuple(
+            (name, descriptor)
+            for klass in cls.__mro__
+            for name, descriptor in list(vars(klass).items())
+            if isinstance(descriptor, (MemberDescriptorType, GetSetDescriptorType))
+            and name not in _SKIP_DESCRIPTORS
+            and name not in _SKIP_ATTRIBUTES
         )
-    return names
+        module, qualname = names[0]
+        self.builtin = (
+            module == "builtins"
+            and issubclass(cls, BaseException)
+            and getattr(builtins, qualname, None) is cls
+            and getattr(cls, "__reduce__", None) is BaseException.__reduce__
+            and getattr(cls, "__reduce_ex__", None) is BaseException.__reduce_ex__
+            and getattr(cls, "__setstate__", None) is BaseException.__setstate__
+        )
+        self.compact = self.builtin and not self.descriptors and qualname in _COMPACT_NAMES
+
+
+# Builtin exception classes that exist on every Python serdoctor supports (3.10+) and
+# whose whole state is ``args`` (no C members such as errno, name, value or code).
+_COMPACT_NAMES = frozenset(
+    {
+        "ArithmeticError",
+        "AssertionError",
+        "BaseException",
+        "BufferError",
+        "BytesWarning",
+        "DeprecationWarning",
+        "EOFError",
+        "EncodingWarning",
+        "Exception",
+        "FloatingPointError",
+        "FutureWarning",
+        "GeneratorExit",
+        "ImportWarning",
+        "IndexError",
+        "KeyError",
+        "KeyboardInterrupt",
+        "LookupError",
+        "MemoryError",
+        "NotImplementedError",
+        "OverflowError",
+        "PendingDeprecationWarning",
+        "RecursionError",
+        "ReferenceError",
+        "ResourceWarning",
+        "RuntimeError",
+        "RuntimeWarning",
+        "StopAsyncIteration",
+        "SyntaxWarning",
+        "SystemError",
+        "TypeError",
+        "UnicodeError",
+        "UnicodeWarning",
+        "UserWarning",
+        "ValueError",
+        "Warning",
+        "ZeroDivisionError",
+    }
+)
+
+
+_FACTS: weakref.WeakKeyDictionary[type, _TypeFacts] = weakref.WeakKeyDictionary()
+_STATIC_FACTS: dict[type, _TypeFacts] = {}  # classes defined in C live as long as we do
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made at run time, which may go away
+
+
+def _facts(cls: type) -> _TypeFacts:
+    found = _STATIC_FACTS.get(cls)
+    if found is None:
+        found = _FACTS.get(cls)
+        if found is None:
+            found = _TypeFacts(cls)
+            if cls.__flags__ & _HEAPTYPE:
+                _FACTS[cls] = found
+            else:
+                _STATIC_FACTS[cls] = found
+    return found
+
+
+def type_facts(cls: type) -> _TypeFacts:
+    """What the record needs to know about ``cls`` (worked out once per class)."""
+    return _STATIC_FACTS.get(cls) or _facts(cls)
+
+
+def class_names(cls: type) -> list[list[str]]:
+    """``cls.__mro__`` as ``[[module, qualname], ...]`` (fresh lists: the caller may keep them)."""
+    return [[module, qualname] for module, qualname in _facts(cls).names]
+
+
+def builtin_class(cls: type) -> bool:
+    """True for a builtin exception class (``builtins.<name> is cls``) that pickles as
+    ``cls(*args)`` plus its ``__dict__`` (``BaseException.__reduce__``): every Python
+    has it, and the record holds all of its state when :func:`record_rebuilds` says so."""
+    return _facts(cls).builtin
+
+
+def compact_args(exc: BaseException) -> tuple[Any, ...] | None:
+    """``exc.args`` when ``exc`` can travel as a compact record, else None.
+
+    That is a never-raised exception of a builtin class that every supported
+    Python has and whose whole state is its ``args`` (``ValueError("bad")``):
+    no traceback, cause, context, notes or attributes, and arguments that are
+    primitives kept as they are. ``cls(*args)`` rebuilds it anywhere.
+    """
+    cls = type(exc)
+    facts = _STATIC_FACTS.get(cls) or _facts(cls)
+    if not facts.compact:
+        return None
+    if (
+        exc.__traceback__ is not None
+        or exc.__cause__ is not None
+        or exc.__context__ is not None
+        or exc.__suppress_context__
+        or cls in copyreg.dispatch_table
+    ):
+        return None
+    state = exc.__dict__
+    if state and (len(state) != 1 or "remote_traceback" not in state):
+        return None
+    args = exc.args
+    if len(args) > MAX_ITEMS:
+        return None
+    for arg in args:
+        if not _kept_as_is(arg):
+            return None
+    return args
+
+
+def record_rebuilds(exc: BaseException, state: dict[str, Any]) -> bool:
+    """True when ``cls(*record args)`` plus the record's attributes and notes give back
+    exactly what pickling ``exc`` would (so its pickle need not be sent).
+
+    That holds for a :func:`builtin_class` exception whose arguments, ``__dict__``
+    values and notes are primitives that the record keeps unchanged (``None``,
+    ``bool``, numbers, ``str``/``bytes`` within ``MAX_TEXT``). ``state`` is
+    ``exc.__dict__``; ``remote_traceback`` in it is rewritten on arrival anyway.
+    """
+    cls = type(exc)
+    if not type_facts(cls).builtin:
+        return False
+    return exact_parts(cls, exc.args, state)
+
+
+def exact_parts(cls: type, args: object, state: dict[str, Any]) -> bool:
+    """:func:`record_rebuilds` for a :func:`builtin_class` exception's class, args, dict."""
+    if cls in copyreg.dispatch_table or type(args) is not tuple or len(args) > MAX_ITEMS:
+        return False
+    for arg in args:
+        kind = type(arg)
+        if kind not in _KEPT_AS_IS and not (
+            (kind is str or kind is bytes) and len(arg) <= MAX_TEXT
+        ):
+            return False
+    if not state:
+        return True
+    if len(state) > MAX_ITEMS:
+        return False
+    for name, value in state.items():
+        if type(name) is not str:
+            return False
+        if name == "__notes__":
+            if type(value) is not list or len(value) > MAX_ITEMS:
+                return False
+            if not all(type(n) is str and len(n) <= MAX_TEXT for n in value):
+                return False
+        elif name == "remote_traceback":
+            continue
+        elif (
+            name in _SKIP_ATTRIBUTES
+            or name.startswith("_serdoctor")
+            or (name.startswith("__") and name.endswith("__"))
+            or not _kept_as_is(value)
+        ):
+            return False
+    return True
+
+
+_KEPT_AS_IS = frozenset({type(None), bool, int, float, complex})
+
+
+def _kept_as_is(value: object) -> bool:
+    kind = type(value)
+    if kind in _KEPT_AS_IS:
+        return True
+    return (kind is str or kind is bytes) and len(value) <= MAX_TEXT  # type: ignore[arg-type]
 
 
 def group_types() -> tuple[type[BaseException], ...]:
@@ -203,17 +413,18 @@ def portable_args(args: object) -> list[Any]:
 def attributes(exc: BaseException) -> dict[str, Any]:
     """Primitive instance attributes: C members/slots (``errno``) and ``__dict__`` entries."""
     out: dict[str, Any] = {}
-    for klass in type(exc).__mro__:
-        for name, descriptor in list(vars(klass).items()):
-            if name in _SKIP_DESCRIPTORS or name in _SKIP_ATTRIBUTES or name in out:
-                continue
-            if not isinstance(descriptor, (MemberDescriptorType, GetSetDescriptorType)):
-                continue
-            try:
-                out[name] = portable(descriptor.__get__(exc, type(exc)))
-            except Exception:
-                continue
-    for name, value in list(instance_dict(exc).items())[:MAX_ITEMS]:
+    cls = type(exc)
+    for name, descriptor in _facts(cls).descriptors:
+        if name in out:
+            continue
+        try:
+            out[name] = portable(descriptor.__get__(exc, cls))
+        except Exception:
+            continue
+    state = instance_dict(exc)
+    if not state:
+        return out
+    for name, value in list(state.items())[:MAX_ITEMS]:
         if (
             not isinstance(name, str)
             or name in _SKIP_ATTRIBUTES

@@ -4,11 +4,15 @@ Sending side: serdoctor's picklers call :func:`reduce_exception` for every
 exception they meet, and pickle ``(_rebuild_exception, (record,))`` instead of
 the exception. The record (see ``_exc_record``) holds only primitives plus a
 pickle of each exception as opaque bytes, so the exception's module is never a
-requirement of the payload.
+requirement of the payload. A builtin exception whose whole state is
+primitives (``ValueError("bad value", 42)``, the common case) needs no pickle:
+its record node is marked ``exact``, and a never-raised one travels as the
+compact record ``(qualname, args, text)``.
 
 Receiving side, for each exception of the record::
 
     class importable here?
+    ├── yes, an ``exact`` builtin          -> cls(*args), attributes put back
     ├── yes, and its pickle loads          -> the real exception
     ├── yes, pickle fails (e.g. __init__   -> the real class, built with cls.__new__
     │   with required arguments)              and the recorded args and attributes
@@ -41,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from serdoctor.serialize._exc_record import capture, minimal_record
+from serdoctor.serialize._exc_record import capture, compact, minimal_record
 from serdoctor.serialize._exc_values import safe_str
 
 __all__ = [
@@ -108,10 +112,15 @@ def reduce_exception(exc: BaseException) -> tuple[Callable[..., BaseException], 
     """The reduce tuple that sends ``exc`` (and every exception reachable from it).
 
     Pickle ``(rebuild, args)`` in place of the exception: ``rebuild`` is the
-    module-level :func:`_rebuild_exception`, ``args`` is ``(record,)`` where the
+    module-level :data:`_rebuild_exception`, ``args`` is ``(record,)`` where the
     record holds only primitives and opaque bytes, so no global but ``rebuild``
-    is named in the outer pickle. Never raises.
+    is named in the outer pickle. A never-raised builtin exception such as
+    ``ValueError("bad value")`` gets the compact record ``(qualname, args,
+    text)``. Never raises.
     """
+    small = compact(exc)
+    if small is not None:
+        return _rebuild_exception, (small,)
     try:
         record = capture(exc, marker=RemoteChainTruncated, custom_reduce=_STANDIN_REDUCE)
     except Exception as error:  # capture() does not raise; belt and braces
@@ -121,21 +130,51 @@ def reduce_exception(exc: BaseException) -> tuple[Callable[..., BaseException], 
 
 _STANDIN_REDUCE = RemoteBaseException.__reduce__
 
+_rebuild: Callable[[Any], BaseException] | None = None
 
-def _rebuild_exception(record: Any) -> BaseException:
-    """Rebuild the exception sent by :func:`reduce_exception` (named in payloads: keep it).
 
-    Never raises: a record that cannot be read at all arrives as a
-    :class:`RemoteException` saying so.
-    """
+def _import_rebuild() -> Callable[[Any], BaseException]:
+    global _rebuild
     from serdoctor.serialize._exc_rebuild import rebuild  # imports this module
 
-    try:
-        return rebuild(record)
-    except Exception as error:
-        broken = RemoteException(
-            "serdoctor could not rebuild a remote exception from its record "
-            f"({type(error).__name__}: {safe_str(error)})"
-        )
-        broken.remote_reason = "the record of the remote exception is malformed"
-        return broken
+    _rebuild = rebuild
+    return rebuild
+
+
+class _Rebuild:
+    """The type of :data:`_rebuild_exception`, the callable named in payloads.
+
+    An instance rather than a function, pickled by name all the same (its
+    ``__reduce__`` returns its global name, pickle's own rule for singletons):
+    serdoctor's picklers classify every function they meet as code to be
+    checked and recorded, which costs more than the rest of a small
+    exception's pickling, and this one never needs it.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, record: Any) -> BaseException:
+        """Rebuild the exception sent by :func:`reduce_exception`.
+
+        Never raises: a record that cannot be read at all arrives as a
+        :class:`RemoteException` saying so.
+        """
+        try:
+            return (_rebuild or _import_rebuild())(record)
+        except Exception as error:
+            broken = RemoteException(
+                "serdoctor could not rebuild a remote exception from its record "
+                f"({type(error).__name__}: {safe_str(error)})"
+            )
+            broken.remote_reason = "the record of the remote exception is malformed"
+            return broken
+
+    def __reduce__(self) -> str:
+        return "_rebuild_exception"
+
+    def __repr__(self) -> str:
+        return f"<{__name__}._rebuild_exception>"
+
+
+_rebuild_exception = _Rebuild()
+"""Rebuilds the exception sent by :func:`reduce_exception` (named in payloads: keep it)."""
