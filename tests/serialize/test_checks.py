@@ -146,7 +146,7 @@ def test_by_value_payload_from_another_python_is_refused(tmp_path: Path) -> None
     with pytest.raises(IncompatiblePythonError) as info:
         serdoctor.loads(forged)
     text = str(info.value)
-    assert "3.9.18" in text and serdoctor.serialize._serializer.PYTHON in text
+    assert "3.9.18" in text and serdoctor.serialize._checks.PYTHON in text
     assert "importable" in text and "by reference" in text
     assert not marker.exists()
 

@@ -39,8 +39,8 @@ from hypothesis import HealthCheck, given, settings
 import serdoctor
 from serdoctor.errors import IncompatiblePythonError, SignatureError
 from serdoctor.serialize import _envelope
-from serdoctor.serialize import _serializer as serializer_module
-from serdoctor.serialize._serializer import EnvironmentMismatchWarning
+from serdoctor.serialize import _checks as serializer_module
+from serdoctor.serialize._checks import EnvironmentMismatchWarning
 from serdoctor.testing import assert_roundtrip, picklable_values, roundtrip_values
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

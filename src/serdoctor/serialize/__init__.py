@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from serdoctor.serialize._checks import EnvironmentMismatchWarning
 from serdoctor.serialize._classify import CodeDecision
 from serdoctor.serialize._envelope import FORMAT_VERSION, MAGIC, Header
 from serdoctor.serialize._environment import Difference, Environment, EnvironmentDiff, environment
@@ -25,7 +26,6 @@ from serdoctor.serialize._remote_exc import (
     RemoteException,
 )
 from serdoctor.serialize._serializer import (
-    EnvironmentMismatchWarning,
     Serializer,
     default_serializer,
     dumps,

@@ -12,20 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import pickle
-import platform
-import sys
 import types
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from serdoctor.errors import (
     DeserializationError,
-    EnvironmentMismatchError,
-    IncompatiblePythonError,
     MissingModuleError,
     SerdoctorError,
     SerializationError,
@@ -33,31 +27,26 @@ from serdoctor.errors import (
     UnsafePayloadError,
 )
 from serdoctor.serialize import _envelope as env
+from serdoctor.serialize._checks import (
+    IMPLEMENTATION,
+    PYTHON,
+    PYTHON_MINOR,
+    OnMismatch,
+    check_header,
+)
 from serdoctor.serialize._classify import ByValueNeeded, CodeDecision, Recorder, classify
 from serdoctor.serialize._explain import Attempt, Explanation
 from serdoctor.serialize._methods import DumpContext, LoadContext, Method, registry
+from serdoctor.serialize._persistent import buffer_pid, chain, persistent_loader, scan_bytearrays
 from serdoctor.serialize._probe import find_culprit
-from serdoctor.serialize._rebuild import make_bytearray
-from serdoctor.serialize._requirements import importable, local_version, requirements_for
+from serdoctor.serialize._requirements import requirements_for
 
 if TYPE_CHECKING:
     from serdoctor.serialize._proxy import ProxyPlan, ProxyPolicy
 
-OnMismatch = Literal["warn", "error", "ignore"]
 DEFAULT_METHODS = ("pickle", "cloudpickle", "dill")
 #: buffers smaller than this stay in the body: a frame per tiny array costs more than a copy
 MIN_OUT_OF_BAND = 4096
-#: bytearrays at least this large travel out of band when found by the bounded scan
-BYTEARRAY_OUT_OF_BAND = 64 * 1024
-_SCAN_BUDGET = 1000
-
-PYTHON = platform.python_version()
-PYTHON_MINOR = "{}.{}".format(*sys.version_info[:2])
-IMPLEMENTATION = sys.implementation.name
-
-
-class EnvironmentMismatchWarning(UserWarning):
-    """A distribution the payload needs has another version here than where it was made."""
 
 
 #: header templates (all but the lengths) and their JSON, per kind of payload
@@ -105,81 +94,6 @@ class _Dumped:
 
 def _nbytes(buf: env.Buffer) -> int:
     return buf.nbytes if isinstance(buf, memoryview) else len(buf)
-
-
-def _scan_bytearrays(obj: Any) -> set[int]:
-    """Large bytearrays at the top or inside the first few container items."""
-    found: set[int] = set()
-    stack = [obj]
-    budget = _SCAN_BUDGET
-    while stack and budget > 0:
-        item = stack.pop()
-        budget -= 1
-        t = type(item)
-        if t is bytearray:
-            if len(item) >= BYTEARRAY_OUT_OF_BAND:
-                found.add(id(item))
-        elif t is list or t is tuple:
-            stack.extend(item[:budget])
-        elif t is dict:
-            stack.extend(itertools.islice(item.values(), budget))
-    return found
-
-
-def _buffer_pid(ids: set[int]) -> Any:
-    """persistent_id sending large bytearrays out of band, each once.
-
-    Persistent ids bypass pickle's memo, so a bytearray met again is written
-    as ``("sd:oob", n)``: the n-th one sent (see :func:`_persistent_loader`).
-    """
-    sent: dict[int, int] = {}
-
-    def persistent_id(obj: Any) -> Any:
-        key = id(obj)
-        if key in ids:
-            n = sent.get(key)
-            if n is None:
-                sent[key] = len(sent)
-                return pickle.PickleBuffer(obj)
-            return ("sd:oob", n)
-        return None
-
-    return persistent_id
-
-
-def _chain(first: Any, second: Any) -> Any:
-    def persistent_id(obj: Any) -> Any:
-        pid = first(obj)
-        return second(obj) if pid is None else pid
-
-    return persistent_id
-
-
-def _persistent_loader() -> Any:
-    """A persistent_load for one ``loads``: shared proxied objects get one proxy."""
-    memo: dict[Any, Any] = {}
-    arrays: list[bytearray] = []
-
-    def persistent_load(pid: Any) -> Any:
-        if isinstance(pid, tuple) and pid and pid[0] == "sd:proxy":
-            from serdoctor.serialize._proxy import load_persistent
-
-            return load_persistent(pid, memo)
-        if isinstance(pid, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
-            arrays.append(make_bytearray(pid))
-            return arrays[-1]
-        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "sd:oob":
-            try:
-                return arrays[pid[1]]
-            except (IndexError, TypeError):
-                raise DeserializationError(
-                    f"payload refers to out-of-band bytearray {pid[1]!r}, which it does not hold"
-                ) from None
-        raise DeserializationError(
-            f"payload holds an unknown persistent id of type {type(pid).__name__}"
-        )
-
-    return persistent_load
 
 
 def _error_text(exc: BaseException) -> str:
@@ -271,14 +185,14 @@ class Serializer:
 
     def _dump(self, obj: Any) -> _Dumped:
         attempts: list[Attempt] = []
-        big = _scan_bytearrays(obj)
+        big = scan_bytearrays(obj)
         plan: ProxyPlan | None = None
 
         def make_pid() -> Any:  # fresh per pickling pass: the bytearray memo is per pass
-            oob = _buffer_pid(big) if big else None
+            oob = buffer_pid(big) if big else None
             if plan is None:
                 return oob
-            return plan.persistent_id if oob is None else _chain(plan.persistent_id, oob)
+            return plan.persistent_id if oob is None else chain(plan.persistent_id, oob)
 
         if self.proxy is not None:
             plan = self.proxy.plan_before(obj)
@@ -503,68 +417,7 @@ class Serializer:
             raise DeserializationError(f"raw pickle failed to load: {_error_text(exc)}") from exc
 
     def _check(self, header: env.Header) -> Method:
-        if header.method not in self.allow:
-            raise UnsafePayloadError(
-                f"payload was made with method {header.method!r}, which this serializer does "
-                f"not accept (allow={self.allow!r}); nothing was unpickled. Add it to allow= "
-                "only if you trust the payload's source"
-            )
-        if header.by_value and (
-            ".".join(header.python.split(".")[:2]) != PYTHON_MINOR
-            or header.implementation != IMPLEMENTATION
-        ):
-            raise IncompatiblePythonError(
-                f"payload holds code sent by value (bytecode) by {header.implementation} "
-                f"{header.python}, but this is {IMPLEMENTATION} {PYTHON}: bytecode only runs on "
-                f"the Python major.minor that made it. Load it with Python "
-                f"{'.'.join(header.python.split('.')[:2])}, or make the function importable on "
-                "both sides (define it in a module installed there, not in __main__, a closure "
-                "or a lambda) so it travels by reference"
-            )
-        dists: dict[str, str] = header.extra.get("dists", {}) or {}
-        for module, version in header.requires.items():
-            if not importable(module):
-                made = f"{dists.get(module, module)} {version}" if version else "version unknown"
-                raise MissingModuleError(
-                    f"payload needs module {module!r} ({made} where it was made), which is not "
-                    f"installed here: install it where the payload is loaded, or send its code "
-                    f"by value with by_value_modules=({module!r},)",
-                    module=module,
-                    sender_version=version,
-                )
-        if self.on_mismatch != "ignore":
-            for module, version in header.requires.items():
-                dist = dists.get(module)
-                here = local_version(dist) if dist else None
-                if version and here and here != version:
-                    self._mismatch(
-                        f"payload was made with {dist} {version}; this environment has {dist} "
-                        f"{here}: objects may load differently (install {dist}=={version} here "
-                        "to match, or pass on_mismatch='ignore')"
-                    )
-        try:
-            method = registry.get(header.method)
-        except SerdoctorError:
-            raise DeserializationError(
-                f"payload was made with method {header.method!r}, which is not installed here: "
-                "install the package that registers it (entry-point group 'serdoctor.methods')"
-            ) from None
-        if header.by_value and self.on_mismatch != "ignore":
-            for lib, version in header.libraries.items():
-                if lib not in header.requires:
-                    continue  # the payload does not call into this library
-                here = method.versions().get(lib)
-                if here and here != version:
-                    self._mismatch(
-                        f"payload holds by-value code made with {lib} {version}; this environment "
-                        f"has {lib} {here}, which may not read it: install {lib}=={version}"
-                    )
-        return method
-
-    def _mismatch(self, message: str) -> None:
-        if self.on_mismatch == "error":
-            raise EnvironmentMismatchError(message)
-        warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)
+        return check_header(header, allow=self.allow, on_mismatch=self.on_mismatch)
 
     def _load(self, parsed: env.Parsed, *, copy_buffers: bool) -> Any:
         if self.key is not None:
@@ -574,7 +427,7 @@ class Serializer:
         buffers: list[Any] = list(parsed.buffers)
         if copy_buffers:
             buffers = [bytearray(b) for b in buffers]
-        persistent = _persistent_loader() if header.extra.get("persistent") else None
+        persistent = persistent_loader() if header.extra.get("persistent") else None
         try:
             return method.loads(parsed.body, LoadContext(buffers, persistent))
         except SerdoctorError:
