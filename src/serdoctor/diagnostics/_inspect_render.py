@@ -21,7 +21,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from serdoctor.diagnostics._inspect import (
+from serdoctor.diagnostics._inspect import inspect_file
+from serdoctor.diagnostics._inspect_report import (
     DANGEROUS,
     INFO,
     RUNNING_PYTHON,
@@ -29,7 +30,6 @@ from serdoctor.diagnostics._inspect import (
     Availability,
     InspectReport,
     _fmt_size,
-    inspect_file,
 )
 
 __all__ = ["render_report", "run_inspect"]

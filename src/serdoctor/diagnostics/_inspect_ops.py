@@ -1,0 +1,445 @@
+"""The slow path: one handler per opcode the hot loop does not inline.
+
+:class:`_OpHandlers` reads each rarer opcode's argument through
+:func:`_opcodes.read_arg` and dispatches through ``_HANDLERS`` (opcode byte
+to handler); opcodes without a handler push their argument as a literal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from serdoctor.diagnostics import _opcodes as op
+from serdoctor.diagnostics._inspect_containers import _ContainerOps
+from serdoctor.diagnostics._inspect_formats import _guess_format
+from serdoctor.diagnostics._inspect_nodes import (
+    _EMPTY,
+    BYTES_LIMIT,
+    F_CLOSED,
+    F_KEEP,
+    F_UNRESOLVED,
+    K_BUFFER,
+    K_DICT,
+    K_FROZENSET,
+    K_GLOBAL,
+    K_LIST,
+    K_OBJ,
+    K_PERSID,
+    K_REF,
+    K_SET,
+    KT_ARGS,
+    KT_ROOT,
+    STR_LIMIT,
+    _Call,
+    _Node,
+    _type_name,
+)
+from serdoctor.diagnostics._inspect_report import DANGEROUS, INFO, WARNING
+from serdoctor.diagnostics._opcodes import PickleFormatError
+
+
+class _OpHandlers(_ContainerOps):
+    """Opcode layer of the machine: ``op_*(arg, pos) -> True after STOP``."""
+
+    def _slow(self, code: int, pos: int) -> bool:
+        """Handle one opcode whose byte is at ``pos``; True after STOP."""
+        kind = op.ARG_KIND[code]
+        if kind < 0:
+            hint = _guess_format(code) if pos == self.summary.start else ""
+            raise PickleFormatError(
+                pos, f"byte 0x{code:02x} ({chr(code)!r}) is not a pickle opcode{hint}"
+            )
+        proto = op.OPCODE_PROTO[code]
+        if proto > self.max_proto:
+            self.max_proto = proto
+        arg = op.read_arg(self.src, code, pos, STR_LIMIT, BYTES_LIMIT) if kind else None
+        handler = _HANDLERS.get(code)
+        if handler is not None:
+            return bool(handler(self, arg, pos))
+        self.push_literal(code, arg, pos)
+        return False
+
+    def op_proto(self, arg: Any, pos: int) -> bool:
+        if arg > op.HIGHEST_PROTOCOL:
+            raise PickleFormatError(pos, f"unsupported pickle protocol: {arg}", "PROTO")
+        self.proto = arg
+        if self.summary.declared_protocol is None:
+            self.summary.declared_protocol = arg
+        return False
+
+    def op_frame(self, arg: Any, pos: int) -> bool:
+        op.check_frame(self.src, pos, arg)
+        self.summary.frames += 1
+        return False
+
+    def op_stop(self, arg: Any, pos: int) -> bool:
+        value = self.pop(pos, "STOP")
+        if type(value) is _Node:
+            if not value.flags & F_CLOSED:
+                value.ktype = KT_ROOT
+                value.key = self.summary.index
+            self.summary.max_depth = value.depth
+        elif type(value) is tuple and value:
+            self.summary.max_depth = 1
+        root = _type_name(value)
+        if type(value) is _Node and value.kind == K_OBJ:
+            made = value.info
+            if not (isinstance(made, _Call) and made.opcode in ("NEWOBJ", "NEWOBJ_EX")):
+                root = f"{root}(…)"  # what a call returned
+        self.summary.root = root
+        self.sketch_line(f"result = {self.render(value, 3, sketch=True)}")
+        return True
+
+    def op_pop(self, arg: Any, pos: int) -> bool:
+        if self.marks and self.marks[-1] == len(self.stack):
+            self.marks.pop()
+            return False
+        self.pop(pos, "POP")
+        return False
+
+    def op_dup(self, arg: Any, pos: int) -> bool:
+        if len(self.stack) <= self.fence():
+            raise self.underflow(pos, "DUP")
+        self.stack.append(self.stack[-1])
+        return False
+
+    def op_pop_mark(self, arg: Any, pos: int) -> bool:
+        k = self.pop_mark(pos, "POP_MARK")
+        del self.stack[k:]
+        return False
+
+    def op_mark_collect(self, pos: int, name: str) -> tuple[list[Any], int]:
+        k = self.pop_mark(pos, name)
+        start = pos
+        items = self.stack[k:]
+        del self.stack[k:]
+        return items, start
+
+    def op_list(self, arg: Any, pos: int) -> bool:
+        start = pos
+        items, _ = self.op_mark_collect(pos, "LIST")
+        node = self.container(K_LIST, start)
+        self.stack.append(node)
+        self.appends(node, items, pos)
+        return False
+
+    def op_dict(self, arg: Any, pos: int) -> bool:
+        start = pos
+        items, _ = self.op_mark_collect(pos, "DICT")
+        if len(items) & 1:
+            raise PickleFormatError(pos, "odd number of items for DICT", "DICT")
+        node = self.container(K_DICT, start)
+        self.stack.append(node)
+        self.setitems(node, items, pos)
+        return False
+
+    def op_tuple(self, arg: Any, pos: int) -> bool:
+        items, _ = self.op_mark_collect(pos, "TUPLE")
+        self.stack.append(self.tuple_of(items, pos))
+        return False
+
+    def op_empty_set(self, arg: Any, pos: int) -> bool:
+        self.stack.append(self.container(K_SET, pos))
+        return False
+
+    def op_additems(self, arg: Any, pos: int) -> bool:
+        items, _ = self.op_mark_collect(pos, "ADDITEMS")
+        if not self.stack:
+            raise self.underflow(pos, "ADDITEMS")
+        target = self.stack[-1]
+        if type(target) is _Node and target.kind in (K_GLOBAL, K_REF):
+            self.mutate(target, "add", items, pos)
+            return False
+        self.appends(target, items, pos)  # a set, or an object with .add
+        return False
+
+    def op_frozenset(self, arg: Any, pos: int) -> bool:
+        start = pos
+        items, _ = self.op_mark_collect(pos, "FROZENSET")
+        node = self.container(K_FROZENSET, start)
+        node.kind = K_SET
+        self.appends(node, items, pos)
+        node.kind = K_FROZENSET
+        node.label = "frozenset"
+        self.stack.append(node)
+        return False
+
+    def op_get(self, arg: Any, pos: int) -> bool:
+        if arg < 0:
+            raise PickleFormatError(pos, f"memo value not found at index {arg}", "GET")
+        self.stack.append(self.memo_get(arg, pos, "GET"))
+        return False
+
+    def op_binget(self, arg: Any, pos: int) -> bool:
+        self.stack.append(self.memo_get(arg, pos, "BINGET"))
+        return False
+
+    def op_put(self, arg: Any, pos: int) -> bool:
+        if arg < 0:
+            raise PickleFormatError(pos, "negative PUT argument", "PUT")
+        if len(self.stack) <= self.fence():
+            raise self.underflow(pos, "PUT")
+        self.memo_put(arg, self.stack[-1])
+        return False
+
+    def op_memoize(self, arg: Any, pos: int) -> bool:
+        if len(self.stack) <= self.fence():
+            raise self.underflow(pos, "MEMOIZE")
+        self.memo_put(self.memo_base + len(self.memo) + len(self.sparse), self.stack[-1])
+        return False
+
+    def op_mark(self, arg: Any, pos: int) -> bool:
+        self.marks.append(len(self.stack))
+        return False
+
+    def op_empty_dict(self, arg: Any, pos: int) -> bool:
+        self.stack.append(self.container(K_DICT, pos))
+        return False
+
+    def op_empty_list(self, arg: Any, pos: int) -> bool:
+        self.stack.append(self.container(K_LIST, pos))
+        return False
+
+    def op_empty_tuple(self, arg: Any, pos: int) -> bool:
+        self.stack.append(_EMPTY)
+        return False
+
+    def op_tuple_n(self, n: int, pos: int) -> bool:
+        if len(self.stack) - n < self.fence():
+            raise self.underflow(pos, f"TUPLE{n}")
+        items = self.stack[len(self.stack) - n :]
+        del self.stack[len(self.stack) - n :]
+        self.stack.append(self.tuple_of(items, pos))
+        return False
+
+    def op_setitems(self, arg: Any, pos: int) -> bool:
+        k = self.pop_mark(pos, "SETITEMS")
+        items = self.stack[k:]
+        del self.stack[k:]
+        if len(items) & 1:
+            raise PickleFormatError(pos, "odd number of items for SETITEMS", "SETITEMS")
+        if k <= 0:
+            raise self.underflow(pos, "SETITEMS")
+        self.setitems(self.stack[-1], items, pos)
+        return False
+
+    def op_setitem(self, arg: Any, pos: int) -> bool:
+        if len(self.stack) < 3:
+            raise self.underflow(pos, "SETITEM")
+        items = self.stack[-2:]
+        del self.stack[-2:]
+        self.setitems(self.stack[-1], items, pos)
+        return False
+
+    def op_appends(self, arg: Any, pos: int) -> bool:
+        k = self.pop_mark(pos, "APPENDS")
+        items = self.stack[k:]
+        del self.stack[k:]
+        if k <= 0:
+            raise self.underflow(pos, "APPENDS")
+        self.appends(self.stack[-1], items, pos)
+        return False
+
+    def op_append(self, arg: Any, pos: int) -> bool:
+        if len(self.stack) - 1 <= self.fence() or len(self.stack) < 2:
+            raise self.underflow(pos, "APPEND")
+        v = self.stack.pop()
+        self.appends(self.stack[-1], [v], pos)
+        return False
+
+    def op_next_buffer(self, arg: Any, pos: int) -> bool:
+        node = _Node(K_BUFFER, "PickleBuffer (out-of-band)", pos)
+        node.info = self.buffer_index
+        sizes = self.buffer_sizes
+        if sizes is not None and self.buffer_index < len(sizes):
+            node.size = sizes[self.buffer_index]
+        self.buffer_index += 1
+        self.summary.out_of_band_buffers += 1
+        self.track_leaf(node)
+        self.stack.append(node)
+        return False
+
+    def op_readonly_buffer(self, arg: Any, pos: int) -> bool:
+        if len(self.stack) <= self.fence():
+            raise self.underflow(pos, "READONLY_BUFFER")
+        return False
+
+    def op_persid(self, arg: Any, pos: int) -> bool:
+        self.persistent(arg, pos)
+        return False
+
+    def op_binpersid(self, arg: Any, pos: int) -> bool:
+        self.persistent(self.pop(pos, "BINPERSID"), pos)
+        return False
+
+    def persistent(self, pid: Any, pos: int) -> None:
+        self.persids += 1
+        self.summary.persistent_ids += 1
+        node = _Node(K_PERSID, "persistent object", pos)
+        node.info = pid
+        node.flags = F_KEEP
+        if type(pid) is _Node:
+            self.attach(node, pid, None, KT_ARGS)
+        self.stack.append(node)
+        if self.persids == 1 and not self.envelope_persistent:
+            self.finding(
+                INFO,
+                "persistent-id",
+                "refers to persistent IDs: only an Unpickler whose persistent_load "
+                "resolves them can load this (plain pickle.load raises)",
+                pos,
+                None,
+                f"persistent_load({self.render(pid, 2)})",
+            )
+
+    def op_ext(self, arg: Any, pos: int) -> bool:
+        if arg <= 0:
+            raise PickleFormatError(pos, "EXT specifies code <= 0", "EXT")
+        import copyreg
+
+        registry: dict[int, tuple[str, str]] = getattr(copyreg, "_inverted_registry", {})
+        key = registry.get(arg)  # a plain dict read
+        if key is not None:
+            module, name = key
+            self.stack.append(self.import_global(module, name, pos, f"EXT code {arg}"))
+            return False
+        self.ext_codes.append(arg)
+        node = _Node(K_GLOBAL, f"<extension code {arg}>", pos)
+        node.flags = F_KEEP | F_UNRESOLVED
+        self.stack.append(node)
+        self.finding(
+            WARNING,
+            "extension-code",
+            f"uses copyreg extension code {arg}, which is not registered here: loading "
+            "fails unless the loading program calls copyreg.add_extension for it",
+            pos,
+            None,
+        )
+        return False
+
+    def op_global(self, arg: Any, pos: int) -> bool:
+        module, name = arg
+        self.stack.append(self.import_global(module, name, pos, "GLOBAL"))
+        return False
+
+    def op_stack_global(self, arg: Any, pos: int) -> bool:
+        name = self.pop(pos, "STACK_GLOBAL")
+        module = self.pop(pos, "STACK_GLOBAL")
+        if type(module) is str and type(name) is str:
+            self.stack.append(self.import_global(module, name, pos, "STACK_GLOBAL"))
+            return False
+        expr = f"find_class({self.render(module, 3)}, {self.render(name, 3)})"
+        self.finding(
+            DANGEROUS,
+            "computed-global",
+            "looks up a global whose module or name is computed at load time "
+            "(STACK_GLOBAL with operands that are not constant strings): the real "
+            "target is hidden from static inspection",
+            pos,
+            None,
+            expr,
+        )
+        node = _Node(K_GLOBAL, "<computed global>", pos)
+        node.flags = F_KEEP | F_UNRESOLVED
+        node.info = None
+        self.stack.append(node)
+        return False
+
+    def op_reduce(self, arg: Any, pos: int) -> bool:
+        args = self.pop(pos, "REDUCE")
+        callee = self.pop(pos, "REDUCE")
+        self.stack.append(self.call(callee, args, None, pos, "REDUCE"))
+        return False
+
+    def op_newobj(self, arg: Any, pos: int) -> bool:
+        args = self.pop(pos, "NEWOBJ")
+        cls = self.pop(pos, "NEWOBJ")
+        self.stack.append(self.call(cls, args, None, pos, "NEWOBJ"))
+        return False
+
+    def op_newobj_ex(self, arg: Any, pos: int) -> bool:
+        kwargs = self.pop(pos, "NEWOBJ_EX")
+        args = self.pop(pos, "NEWOBJ_EX")
+        cls = self.pop(pos, "NEWOBJ_EX")
+        self.stack.append(self.call(cls, args, kwargs, pos, "NEWOBJ_EX"))
+        return False
+
+    def op_inst(self, arg: Any, pos: int) -> bool:
+        module, name = arg
+        items, _ = self.op_mark_collect(pos, "INST")
+        cls = self.import_global(module, name, pos, "INST")
+        args = self.tuple_of(items, pos)
+        self.stack.append(self.call(cls, args, None, pos, "INST"))
+        return False
+
+    def op_obj(self, arg: Any, pos: int) -> bool:
+        k = self.pop_mark(pos, "OBJ")
+        items = self.stack[k:]
+        del self.stack[k:]
+        if not items:
+            raise self.underflow(pos, "OBJ")
+        cls = items[0]
+        args = self.tuple_of(items[1:], pos)
+        self.stack.append(self.call(cls, args, None, pos, "OBJ"))
+        return False
+
+    def op_build(self, arg: Any, pos: int) -> bool:
+        if len(self.stack) - 2 < self.fence():
+            raise self.underflow(pos, "BUILD")
+        state = self.stack.pop()
+        target = self.stack[-1]
+        self.build(target, state, pos)
+        return False
+
+
+def _h(name: str) -> Any:
+    return getattr(_OpHandlers, name)
+
+
+_HANDLERS: Final[dict[int, Any]] = {
+    op.PROTO: _h("op_proto"),
+    op.FRAME: _h("op_frame"),
+    op.STOP: _h("op_stop"),
+    op.POP: _h("op_pop"),
+    op.DUP: _h("op_dup"),
+    op.POP_MARK: _h("op_pop_mark"),
+    op.MARK: _h("op_mark"),
+    op.LIST: _h("op_list"),
+    op.DICT: _h("op_dict"),
+    op.TUPLE: _h("op_tuple"),
+    op.EMPTY_SET: _h("op_empty_set"),
+    op.ADDITEMS: _h("op_additems"),
+    op.FROZENSET: _h("op_frozenset"),
+    op.GET: _h("op_get"),
+    op.BINGET: _h("op_binget"),
+    op.LONG_BINGET: _h("op_binget"),
+    op.PUT: _h("op_put"),
+    op.BINPUT: _h("op_put"),
+    op.LONG_BINPUT: _h("op_put"),
+    op.MEMOIZE: _h("op_memoize"),
+    op.EMPTY_DICT: _h("op_empty_dict"),
+    op.EMPTY_LIST: _h("op_empty_list"),
+    op.EMPTY_TUPLE: _h("op_empty_tuple"),
+    op.TUPLE1: lambda m, a, p: m.op_tuple_n(1, p),
+    op.TUPLE2: lambda m, a, p: m.op_tuple_n(2, p),
+    op.TUPLE3: lambda m, a, p: m.op_tuple_n(3, p),
+    op.SETITEMS: _h("op_setitems"),
+    op.SETITEM: _h("op_setitem"),
+    op.APPENDS: _h("op_appends"),
+    op.APPEND: _h("op_append"),
+    op.NEXT_BUFFER: _h("op_next_buffer"),
+    op.READONLY_BUFFER: _h("op_readonly_buffer"),
+    op.PERSID: _h("op_persid"),
+    op.BINPERSID: _h("op_binpersid"),
+    op.EXT1: _h("op_ext"),
+    op.EXT2: _h("op_ext"),
+    op.EXT4: _h("op_ext"),
+    op.GLOBAL: _h("op_global"),
+    op.STACK_GLOBAL: _h("op_stack_global"),
+    op.REDUCE: _h("op_reduce"),
+    op.NEWOBJ: _h("op_newobj"),
+    op.NEWOBJ_EX: _h("op_newobj_ex"),
+    op.INST: _h("op_inst"),
+    op.OBJ: _h("op_obj"),
+    op.BUILD: _h("op_build"),
+}

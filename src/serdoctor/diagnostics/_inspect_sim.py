@@ -1,0 +1,431 @@
+"""The simulated unpickler: the C unpickler's stack and memo over stand-ins.
+
+:class:`_Machine` runs one pickle at a time from an :class:`_opcodes.Source`
+(streamed in chunks). The frequent opcodes are handled inline in
+:meth:`_Machine._loop` with the state held in locals (this loop is what makes
+inspection faster than ``pickletools.dis``); every other opcode goes through
+the slow path of :mod:`_inspect_ops`. The layers it inherits from hold the
+rest: state and memo, rendering, calls, containers, opcode handlers.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+from serdoctor.diagnostics import _opcodes as op
+from serdoctor.diagnostics._inspect_nodes import (
+    _BOX_KINDS,
+    _EMPTY,
+    _OLD_STUB,
+    F_CLOSED,
+    K_DICT,
+    K_LIST,
+    KEEP,
+    KEEP_BUDGET,
+    MAX_PICKLES,
+    MEMO_WINDOW,
+    STR_LIMIT,
+    _Node,
+)
+from serdoctor.diagnostics._inspect_ops import _OpHandlers
+from serdoctor.diagnostics._inspect_report import PickleSummary
+from serdoctor.diagnostics._opcodes import PickleFormatError
+
+_unpack_f8 = struct.Struct(">d").unpack_from
+_unpack_i4 = struct.Struct("<i").unpack_from
+_unpack_u4 = struct.Struct("<I").unpack_from
+_unpack_u8 = struct.Struct("<Q").unpack_from
+
+
+class _Machine(_OpHandlers):
+    """Simulates the C unpickler over stand-in values (never builds real objects)."""
+
+    def run_pickle(self, index: int) -> PickleSummary:
+        """Simulate one pickle from the source's cursor through its STOP."""
+        src = self.src
+        self.stack = []
+        self.marks = []
+        self.memo = []
+        self.memo_base = 0
+        self.old_kept = {}
+        self.sparse = {}
+        self.pinned = set()
+        self.proto = 0
+        self.max_proto = 0
+        summary = PickleSummary(index, src.pos)
+        self.summary = summary
+        self.pickle_count += 1
+        if len(self.pickles) < MAX_PICKLES:  # the rest only count in the totals
+            self.pickles.append(summary)
+        try:
+            self._loop(summary)
+        finally:
+            summary.memo_entries = self.memo_base + len(self.memo) + len(self.sparse)
+            summary.protocol = max(self.max_proto, summary.declared_protocol or 0)
+            totals = self.totals
+            totals["max_depth"] = max(totals["max_depth"], summary.max_depth)
+            totals["memo_entries"] += summary.memo_entries
+            totals["out_of_band_buffers"] += summary.out_of_band_buffers
+            totals["opcodes"] += summary.opcodes
+        summary.end = src.pos
+        summary.complete = True
+        return summary
+
+    def _loop(self, summary: PickleSummary) -> None:
+        """Run opcodes until STOP: frequent ones inline, the rest through :meth:`_slow`."""
+        src = self.src
+        stack = self.stack
+        push = stack.append
+        marks = self.marks
+        memo = self.memo
+        memo_append = memo.append
+        sparse = self.sparse
+        pinned = self.pinned
+        pin = pinned.add
+        memo_base = self.memo_base
+        old_kept = self.old_kept
+        spill_at = 2 * MEMO_WINDOW
+        Node = _Node
+        kd = K_DICT
+        kl = K_LIST
+        unpack_f8 = _unpack_f8
+        unpack_i4 = _unpack_i4
+        unpack_u4 = _unpack_u4
+        nops = 0
+        while True:
+            buf = src.buf
+            i = src.i
+            base = src.base
+            n = len(buf)
+            safe = n - 32
+            fence = marks[-1] if marks else 0
+            room = spill_at - len(memo)  # appends left before the memo spills
+            try:
+                while True:
+                    if i > safe:
+                        src.i = i
+                        src.fill(32)
+                        buf = src.buf
+                        i = src.i
+                        base = src.base
+                        n = len(buf)
+                        safe = n - 32
+                        if i > safe:
+                            if i >= n:
+                                if nops == 0 and summary.opcodes == 0:
+                                    raise PickleFormatError(base + i, "no pickle data here")
+                                raise PickleFormatError(
+                                    base + i, "pickle data was truncated: it ends before STOP"
+                                )
+                            code = buf[i]
+                            nops += 1
+                            src.i = i + 1
+                            if self._slow(code, base + i):
+                                return
+                            buf = src.buf
+                            i = src.i
+                            base = src.base
+                            n = len(buf)
+                            safe = n - 32
+                            fence = marks[-1] if marks else 0
+                            memo_base = self.memo_base
+                            room = spill_at - len(memo)
+                            continue
+                    code = buf[i]
+                    nops += 1
+                    if code == 0x68:  # BINGET
+                        idx = buf[i + 1]
+                        if idx >= memo_base:
+                            v = memo[idx - memo_base]
+                            if type(v) is str:
+                                pin(idx)
+                            elif (
+                                type(v) is Node and not v.flags & F_CLOSED and v.kind in _BOX_KINDS
+                            ):
+                                summary.cycles += 1  # a value fetched while still being built
+                        else:
+                            v = old_kept.get(idx, _OLD_STUB)
+                        push(v)
+                        i += 2
+                    elif code == 0x8C:  # SHORT_BINUNICODE
+                        e = i + 2 + buf[i + 1]
+                        if e > n:
+                            src.i = i + 1
+                            self._slow(code, base + i)
+                            buf = src.buf
+                            i = src.i
+                            base = src.base
+                            n = len(buf)
+                            safe = n - 32
+                            continue
+                        v = buf[i + 2 : e].decode("utf-8", "surrogatepass")
+                        push(v)
+                        i = e
+                        if e < n and buf[e] == 0x94 and not sparse:  # MEMOIZE: fold it
+                            memo_append(v)
+                            nops += 1
+                            i += 1
+                            room -= 1
+                            if not room:
+                                self.spill()
+                                memo_base = self.memo_base
+                                room = spill_at - len(memo)
+                    elif code == 0x4B:  # BININT1
+                        push(buf[i + 1])
+                        i += 2
+                    elif code == 0x28:  # MARK
+                        fence = len(stack)
+                        marks.append(fence)
+                        i += 1
+                    elif code == 0x75:  # SETITEMS
+                        if not marks:
+                            raise PickleFormatError(base + i, "could not find MARK", "SETITEMS")
+                        k = marks.pop()
+                        fence = marks[-1] if marks else 0
+                        if k <= 0:
+                            raise self.underflow(base + i, "SETITEMS")
+                        items = stack[k:]
+                        del stack[k:]
+                        if len(items) & 1:
+                            raise PickleFormatError(
+                                base + i, "odd number of items for SETITEMS", "SETITEMS"
+                            )
+                        self.setitems(stack[-1], items, base + i)
+                        i += 1
+                    elif code == 0x7D:  # EMPTY_DICT
+                        v = Node(kd, kd, base + i, [] if self.kept < KEEP_BUDGET else None)
+                        push(v)
+                        i += 1
+                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
+                            memo_append(v)
+                            nops += 1
+                            i += 1
+                            room -= 1
+                            if not room:
+                                self.spill()
+                                memo_base = self.memo_base
+                                room = spill_at - len(memo)
+                            if buf[i] == 0x28:  # and MARK after that
+                                fence = len(stack)
+                                marks.append(fence)
+                                nops += 1
+                                i += 1
+                    elif code == 0x47:  # BINFLOAT
+                        push(unpack_f8(buf, i + 1)[0])
+                        i += 9
+                    elif code == 0x65:  # APPENDS
+                        if not marks:
+                            raise PickleFormatError(base + i, "could not find MARK", "APPENDS")
+                        k = marks.pop()
+                        fence = marks[-1] if marks else 0
+                        if k <= 0:
+                            raise self.underflow(base + i, "APPENDS")
+                        items = stack[k:]
+                        del stack[k:]
+                        d = stack[-1]
+                        if type(d) is Node and d.kind is kl and Node not in map(type, items):
+                            d.end = base + i + 1
+                            d.count += len(items)
+                            kept = d.items
+                            if kept is not None and len(kept) < KEEP:
+                                add = items[: KEEP - len(kept)]
+                                kept.extend(add)
+                                self.kept += len(add)
+                            if d.depth < 2 and tuple in map(type, items):
+                                d.depth = 2
+                        else:
+                            self.appends(d, items, base + i)
+                        i += 1
+                    elif code == 0x5D:  # EMPTY_LIST
+                        v = Node(kl, kl, base + i, [] if self.kept < KEEP_BUDGET else None)
+                        push(v)
+                        i += 1
+                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
+                            memo_append(v)
+                            nops += 1
+                            i += 1
+                            room -= 1
+                            if not room:
+                                self.spill()
+                                memo_base = self.memo_base
+                                room = spill_at - len(memo)
+                            if buf[i] == 0x28:  # and MARK after that
+                                fence = len(stack)
+                                marks.append(fence)
+                                nops += 1
+                                i += 1
+                    elif code == 0x94:  # MEMOIZE
+                        if len(stack) <= fence:
+                            raise self.underflow(base + i, "MEMOIZE")
+                        if sparse:
+                            self.memo_put(memo_base + len(memo) + len(sparse), stack[-1])
+                        else:
+                            memo_append(stack[-1])
+                            room -= 1
+                            if not room:
+                                self.spill()
+                                memo_base = self.memo_base
+                                room = spill_at - len(memo)
+                        i += 1
+                    elif code == 0x4A:  # BININT
+                        push(unpack_i4(buf, i + 1)[0])
+                        i += 5
+                    elif code == 0x4D:  # BININT2
+                        push(buf[i + 1] | (buf[i + 2] << 8))
+                        i += 3
+                    elif 0x85 <= code <= 0x87:  # TUPLE1/2/3
+                        k = len(stack) - code + 0x84
+                        if k < fence:
+                            raise self.underflow(base + i, op.OPCODE_NAMES[code] or "TUPLE")
+                        items = stack[k:]
+                        del stack[k:]
+                        v = self.tuple_of(items, base + i)
+                        push(v)
+                        i += 1
+                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
+                            memo_append(v)
+                            nops += 1
+                            i += 1
+                            room -= 1
+                            if not room:
+                                self.spill()
+                                memo_base = self.memo_base
+                                room = spill_at - len(memo)
+                    elif code == 0x52:  # REDUCE
+                        if len(stack) - 2 < fence:
+                            raise self.underflow(base + i, "REDUCE")
+                        args = stack.pop()
+                        v = self.call(stack.pop(), args, None, base + i, "REDUCE")
+                        push(v)
+                        i += 1
+                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
+                            memo_append(v)
+                            nops += 1
+                            i += 1
+                            room -= 1
+                            if not room:
+                                self.spill()
+                                memo_base = self.memo_base
+                                room = spill_at - len(memo)
+                    elif code == 0x4E:  # NONE
+                        push(None)
+                        i += 1
+                    elif code == 0x6A:  # LONG_BINGET
+                        idx = unpack_u4(buf, i + 1)[0]
+                        if idx >= memo_base:
+                            v = memo[idx - memo_base]
+                            if type(v) is str:
+                                pin(idx)
+                            elif (
+                                type(v) is Node and not v.flags & F_CLOSED and v.kind in _BOX_KINDS
+                            ):
+                                summary.cycles += 1  # a value fetched while still being built
+                        else:
+                            v = old_kept.get(idx, _OLD_STUB)
+                        push(v)
+                        i += 5
+                    elif code == 0x58:  # BINUNICODE
+                        e = i + 5 + unpack_u4(buf, i + 1)[0]
+                        if e > n or e - i > STR_LIMIT + 5:
+                            src.i = i + 1
+                            self._slow(code, base + i)
+                            buf = src.buf
+                            i = src.i
+                            base = src.base
+                            n = len(buf)
+                            safe = n - 32
+                            continue
+                        push(buf[i + 5 : e].decode("utf-8", "surrogatepass"))
+                        i = e
+                    elif code == 0x29:  # EMPTY_TUPLE
+                        push(_EMPTY)
+                        i += 1
+                    elif code == 0x88:  # NEWTRUE
+                        push(True)
+                        i += 1
+                    elif code == 0x89:  # NEWFALSE
+                        push(False)
+                        i += 1
+                    elif code == 0x71:  # BINPUT
+                        if len(stack) <= fence:
+                            raise self.underflow(base + i, "BINPUT")
+                        self.memo_put(buf[i + 1], stack[-1])
+                        memo_base = self.memo_base
+                        room = spill_at - len(memo)
+                        i += 2
+                    elif code == 0x43:  # SHORT_BINBYTES
+                        e = i + 2 + buf[i + 1]
+                        if e > n:
+                            src.i = i + 1
+                            self._slow(code, base + i)
+                            buf = src.buf
+                            i = src.i
+                            base = src.base
+                            n = len(buf)
+                            safe = n - 32
+                            continue
+                        v = buf[i + 2 : e]
+                        push(v)
+                        i = e
+                        if e < n and buf[e] == 0x94 and not sparse:  # MEMOIZE: fold it
+                            memo_append(v)
+                            nops += 1
+                            i += 1
+                            room -= 1
+                            if not room:
+                                self.spill()
+                                memo_base = self.memo_base
+                                room = spill_at - len(memo)
+                    elif code == 0x95:  # FRAME
+                        ln = _unpack_u8(buf, i + 1)[0]
+                        src.i = i + 9
+                        if ln > sys.maxsize:
+                            raise PickleFormatError(
+                                base + i, "FRAME length exceeds the system's maximum", "FRAME"
+                            )
+                        op.check_frame(src, base + i, ln)
+                        summary.frames += 1
+                        buf = src.buf
+                        i = src.i
+                        base = src.base
+                        n = len(buf)
+                        safe = n - 32
+                    else:
+                        src.i = i + 1
+                        if self._slow(code, base + i):
+                            return
+                        buf = src.buf
+                        i = src.i
+                        base = src.base
+                        n = len(buf)
+                        safe = n - 32
+                        fence = marks[-1] if marks else 0
+                        memo_base = self.memo_base
+                        room = spill_at - len(memo)
+            except IndexError:
+                src.i = i
+                pos = base + i
+                code = buf[i] if i < len(buf) else -1
+                if code in (0x68, 0x6A):
+                    idx = buf[i + 1] if code == 0x68 else unpack_u4(buf, i + 1)[0]
+                    if idx in self.sparse:
+                        push(sparse[idx])
+                        src.i = i + (2 if code == 0x68 else 5)
+                        continue
+                    raise PickleFormatError(
+                        pos,
+                        f"memo value not found at index {idx} (bad memo reference)",
+                        op.OPCODE_NAMES[code],
+                    ) from None
+                name = op.OPCODE_NAMES[code] if code >= 0 else None
+                raise self.underflow(pos, name or "?") from None
+            except UnicodeDecodeError as exc:
+                raise PickleFormatError(
+                    base + i,
+                    f"string is not valid UTF-8 ({exc.reason})",
+                    op.OPCODE_NAMES[buf[i]],
+                ) from None
+            finally:
+                summary.opcodes += nops
+                nops = 0
