@@ -38,8 +38,8 @@ from hypothesis import HealthCheck, given, settings
 
 import serdoctor
 from serdoctor.errors import IncompatiblePythonError, SignatureError
-from serdoctor.serialize import _envelope
 from serdoctor.serialize import _checks as serializer_module
+from serdoctor.serialize import _envelope
 from serdoctor.serialize._checks import EnvironmentMismatchWarning
 from serdoctor.testing import assert_roundtrip, picklable_values, roundtrip_values
 

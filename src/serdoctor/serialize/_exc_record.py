@@ -63,7 +63,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from serdoctor.serialize._exc_frames import format_own_text, walk_traceback
+from serdoctor.serialize._exc_text import format_own_text, walk_traceback
 from serdoctor.serialize._exc_values import (
     FORMAT,
     MAX_DEPTH,

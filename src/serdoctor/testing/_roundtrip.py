@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from serdoctor.errors import SerializationError
-from serdoctor.testing._equality import RoundTripDifference, _short, find_difference
+from serdoctor.testing._difference import RoundTripDifference
+from serdoctor.testing._difference import short as _short
+from serdoctor.testing._equality import find_difference
 
 __all__ = ["FrameSerializer", "RoundTrip", "SerializerLike", "assert_roundtrip"]
 
