@@ -212,7 +212,9 @@ class Serializer:
                 attempts.append(Attempt(name, _error_text(exc)))
                 continue
             if self.proxy is not None and plan is None:
-                size = sum(map(_nbytes, body)) + sum(map(_nbytes, buffers))
+                size = _nbytes(body[0]) if len(body) == 1 else sum(map(_nbytes, body))
+                if buffers:
+                    size += sum(map(_nbytes, buffers))
                 plan = self.proxy.plan_after(obj, size)
                 if plan is not None:
                     buffers = []
