@@ -229,7 +229,7 @@ def test_explain_lists_every_proxied_object_with_path_and_size(store: Any) -> No
 def test_dry_run_plan_records_without_storing(store: Any) -> None:
     policy = ProxyPolicy(store)
     payload = {"k": b"z" * (2 * MB)}
-    plan = policy.plan_before(payload)
+    plan = policy.plan_after(payload, 2 * MB)  # a large first pass: walk for objects
     assert isinstance(plan, ProxyPlan)
     dry = plan.as_dry_run()
     assert dry.persistent_id(payload["k"]) is not None
@@ -273,7 +273,7 @@ def test_nested_scopes_and_deferred_eviction(store: Any) -> None:
 def test_failed_dumps_can_discard_what_it_stored(store: Any) -> None:
     policy = ProxyPolicy(store)
     payload = [b"a" * (2 * MB), b"b" * (2 * MB)]
-    plan = policy.plan_before(payload)
+    plan = policy.plan_after(payload, 4 * MB)
     assert plan is not None
     plan.persistent_id(payload[0])
     assert len(_stored(store)) == 1
@@ -345,7 +345,7 @@ def test_exact_builtin_proxies_pass_isinstance_without_resolving(store: Any) -> 
 
 
 def test_memo_gives_a_shared_object_one_proxy(store: Any) -> None:
-    plan = ProxyPolicy(store).plan_before([b"m" * (2 * MB)])
+    plan = ProxyPolicy(store).plan_after([b"m" * (2 * MB)], 2 * MB)
     assert plan is not None
     pid = plan.persistent_id(next(iter(plan._rec.candidates.values()))[0])
     memo: dict[Any, Any] = {}
@@ -408,3 +408,11 @@ def test_policy_validates_its_arguments(store: Any) -> None:
     with pytest.raises(TypeError, match="store"):
         ProxyPolicy(store="redis://x")  # type: ignore[arg-type]
     assert ProxyPolicy(types=bytes).types == (bytes,)  # type: ignore[arg-type]
+
+
+def test_plan_before_looks_only_at_the_object_itself(store: Any) -> None:
+    """Nested large objects are found after the first pass, which hands them over uncopied."""
+    policy = ProxyPolicy(store)
+    assert isinstance(policy.plan_before(b"q" * (2 * MB)), ProxyPlan)
+    assert policy.plan_before({"nested": b"q" * (2 * MB)}) is None
+    assert isinstance(policy.plan_after({"nested": b"q" * (2 * MB)}, 2 * MB), ProxyPlan)

@@ -217,7 +217,7 @@ def test_default_store_is_removed_at_interpreter_exit(tmp_path: Path) -> None:
         s = serdoctor.Serializer(proxy=ProxyPolicy())
         data = s.dumps({"payload": b"x" * (2 << 20)})
         open(sys.argv[1], "wb").write(data)
-        print(s.proxy.plan_before({"payload": b"x" * (2 << 20)}).store.connector.store_dir)
+        print(s.proxy.plan_after({"payload": b"x" * (2 << 20)}, 2 << 20).store.connector.store_dir)
         """
     )
     proc = subprocess.run(

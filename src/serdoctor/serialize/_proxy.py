@@ -261,9 +261,9 @@ class ProxyPolicy:
     def plan_before(self, obj: Any) -> ProxyPlan | None:
         """Plan before the first pickling pass; ``None`` means "nothing found yet".
 
-        Without ``types``/``predicate`` this is a cheap probe (``obj`` itself, or
-        an item up to two container levels down, is a large buffer/str/array);
-        with them it walks the whole object, since small matches count too.
+        Without ``types``/``predicate`` this is a cheap probe (``obj`` itself is
+        a large buffer/str/array); with them it walks the whole object, since
+        small matches count too.
         """
         if self.types or self.predicate is not None:
             found = find(obj, self.min_bytes, self.types, self.predicate)
@@ -272,7 +272,10 @@ class ProxyPolicy:
                 return None
             _walked.obj = None
             return self._plan(found)
-        if probe(obj, self.min_bytes):
+        # Only the object itself is probed: the first pass hands large bytes, bytearrays
+        # and arrays to the writer uncopied, so finding them after it costs nothing, and
+        # looking into every small container first would tax every small payload.
+        if probe(obj, self.min_bytes, shallow=True):
             return self._plan(find(obj, self.min_bytes))
         return None
 

@@ -132,7 +132,7 @@ def size_of(obj: Any) -> int | None:
 _PROBE_ITEMS = 64  # at most this many children looked at per container
 
 
-def probe(obj: Any, min_bytes: int) -> bool:
+def probe(obj: Any, min_bytes: int, *, shallow: bool = False) -> bool:
     """Cheaply tell whether ``obj`` obviously holds something of ``min_bytes`` or more.
 
     Looks at ``obj`` itself and, for exact ``dict``/``list``/``tuple``, at up to
@@ -140,10 +140,13 @@ def probe(obj: Any, min_bytes: int) -> bool:
     lookups.  ``False`` means "nothing found cheaply", not "nothing there": the
     caller falls back to measuring the first pickling pass.  (numpy arrays are
     recognised once numpy has been seen by a walk or a policy was made after
-    importing it.)
+    importing it.)  ``shallow=True`` looks at ``obj`` alone.
     """
     sizers = _SIZERS
     tp = type(obj)
+    if shallow:
+        sizer = sizers.get(tp)
+        return sizer is not None and sizer(obj) >= min_bytes
     if tp is dict:
         items: Any = obj.values()
     elif tp is list or tp is tuple:
