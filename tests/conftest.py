@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,9 +47,17 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    """Fail a test that leaves a child process running."""
+    """Fail a test that leaves a child process or a thread running."""
     before = _children()
+    threads_before = set(threading.enumerate())
     yield
+    deadline = time.monotonic() + 5
+    extra = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+    while extra and time.monotonic() < deadline:
+        time.sleep(0.05)
+        extra = [t for t in extra if t.is_alive()]
+    if extra:
+        pytest.fail(f"test left threads running: {[t.name for t in extra]}")
     deadline = time.monotonic() + 5
     leaked = {p for p in _children() - before if _alive(p)}
     while leaked and time.monotonic() < deadline:
