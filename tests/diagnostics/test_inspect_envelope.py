@@ -44,7 +44,13 @@ def test_golden_payloads(path: Path) -> None:
     assert env.buffers == list(parsed.header.buffers)
     assert report.out_of_band_buffers == len(parsed.header.buffers)
     assert report.load is not None and report.load.loader == "serdoctor.loads"
-    assert report.load.would_load, report.load.problems
+    made_here = parsed.header.python.rsplit(".", 1)[0] == "{}.{}".format(*sys.version_info[:2])
+    if parsed.header.by_value and not made_here:
+        # by-value code from another Python minor: the doctor predicts the refusal
+        assert not report.load.would_load
+        assert any("IncompatiblePythonError" in p for p in report.load.problems)
+    else:
+        assert report.load.would_load, report.load.problems
     data = json.loads(report.to_json())
     assert data["envelope"]["method"] == parsed.header.method
 
