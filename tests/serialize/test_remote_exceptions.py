@@ -24,6 +24,9 @@ import socket
 import sys
 import threading
 
+if sys.version_info < (3, 11):  # the backport serdoctor depends on there
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
+
 
 class AppError(Exception):
     """Base of the library's errors."""

@@ -25,6 +25,7 @@ import fractions
 import pathlib
 import pickle
 import struct
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -368,7 +369,31 @@ def _by_value(b: _Builder) -> None:
 
 
 def _raw_code_pickle(code: Any) -> bytes:
-    """``types.CodeType(*args)`` spelled out with GLOBAL + the args' own pickle."""
+    """``types.CodeType(*args)`` spelled out with GLOBAL + the args' own pickle.
+
+    The arguments follow the running Python's ``CodeType`` signature.
+    """
+    if sys.version_info < (3, 11):
+        args = (
+            code.co_argcount,
+            code.co_posonlyargcount,
+            code.co_kwonlyargcount,
+            code.co_nlocals,
+            code.co_stacksize,
+            code.co_flags,
+            code.co_code,
+            code.co_consts,
+            code.co_names,
+            code.co_varnames,
+            code.co_filename,
+            code.co_name,
+            code.co_firstlineno,
+            code.co_linetable,
+            code.co_freevars,
+            code.co_cellvars,
+        )
+        body = pickle.dumps(args, protocol=3)[2:-1]
+        return proto(3) + glob("types", "CodeType") + body + REDUCE + STOP
     args = (
         code.co_argcount,
         code.co_posonlyargcount,
