@@ -25,7 +25,6 @@ from serdoctor.diagnostics._inspect_nodes import (
     K_REF,
     KT_ARGS,
     KT_STATE,
-    MAX_CALLS_PER_IMPORT,
     _ByValue,
     _Call,
     _dict_pairs,
@@ -34,12 +33,12 @@ from serdoctor.diagnostics._inspect_nodes import (
     _seq,
     _Stub,
     _type_name,
+    record_call,
 )
 from serdoctor.diagnostics._inspect_report import (
     DANGEROUS,
     INFO,
     WARNING,
-    CallRecord,
     ImportInfo,
 )
 from serdoctor.diagnostics._inspect_special import _SPECIAL
@@ -73,11 +72,7 @@ class _Caller(_Renderer):
             info = callee.info
             if info is not None and info.fast:
                 # a known-harmless constructor (datetime, Decimal, numpy...): no finding
-                info.calls += 1
-                if len(info.call_records) < MAX_CALLS_PER_IMPORT:
-                    info.call_records.append(
-                        CallRecord(pos, opname, self.call_text(info.target, args, opname))
-                    )
+                record_call(info, pos, opname, lambda: self.call_text(info.target, args, opname))
                 node = _Node(K_OBJ, info.target, pos)
                 if type(args) is _Node:
                     self.attach(node, args, None, KT_ARGS)
@@ -90,8 +85,6 @@ class _Caller(_Renderer):
         target = self.target_of(callee)
         seq = _seq(args)
         info = callee.info if type(callee) is _Node and callee.kind == K_GLOBAL else None
-        if info is not None:
-            info.calls += 1
 
         def expr() -> str:  # rendered only when a record or a finding needs it
             shown = target or self.render(callee, 2)
@@ -103,8 +96,8 @@ class _Caller(_Renderer):
                 text = text[:-1] + f", **{self.render(kwargs, 2)})"
             return text
 
-        if info is not None and len(info.call_records) < MAX_CALLS_PER_IMPORT:
-            info.call_records.append(CallRecord(pos, opname, expr()))
+        if info is not None:
+            record_call(info, pos, opname, expr)
         result = self.evaluate(callee, target, seq, args, kwargs, pos, opname, expr)
         if type(result) is _Node and result.kind == K_OBJ and result.info is None:
             result.info = _Call(target, callee, args, kwargs, opname)
@@ -360,9 +353,7 @@ class _Caller(_Renderer):
                 made.states.append(state)
                 cls_info = self.class_info(made)
                 if cls_info is not None:
-                    cls_info.calls += 1
-                    if len(cls_info.call_records) < MAX_CALLS_PER_IMPORT:
-                        cls_info.call_records.append(CallRecord(pos, "BUILD", expr))
+                    record_call(cls_info, pos, "BUILD", lambda: expr)
                 by_value_cls = self.by_value_class_of(made)
                 if by_value_cls is not None and self.class_defines(by_value_cls, "__setstate__"):
                     self.finding(

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Union
 
+from serdoctor.diagnostics._inspect_report import CallRecord, ImportInfo
+
 STR_LIMIT: Final = 512  # longer strings are not decoded (they become large-value nodes)
 BYTES_LIMIT: Final = 256
 KEEP: Final = 32  # children kept per container (for rendering and by-value analysis)
@@ -182,3 +184,10 @@ _Expr = Union[str, Callable[[], str]]  # noqa: UP007
 
 def _text(expr: _Expr) -> str:
     return expr if isinstance(expr, str) else expr()
+
+
+def record_call(info: ImportInfo, pos: int, opname: str, text: Callable[[], str]) -> None:
+    """Count a call of an import; keep the first few with their rendered text."""
+    info.calls += 1
+    if len(info.call_records) < MAX_CALLS_PER_IMPORT:
+        info.call_records.append(CallRecord(pos, opname, text()))

@@ -22,15 +22,15 @@ from serdoctor.diagnostics._inspect_nodes import (
     K_GLOBAL,
     K_REF,
     MAX_BY_VALUE,
-    MAX_CALLS_PER_IMPORT,
     _ByValue,
     _Call,
     _Expr,
     _Node,
     _seq,
     _text,
+    record_call,
 )
-from serdoctor.diagnostics._inspect_report import DANGEROUS, CallRecord, ImportInfo
+from serdoctor.diagnostics._inspect_report import DANGEROUS, ImportInfo
 from serdoctor.diagnostics._inspect_tables import _danger, _normalize
 
 if TYPE_CHECKING:
@@ -357,9 +357,7 @@ def _sp_reconstructor(
     cls, base_cls = seq[0], seq[1]
     info = cls.info if type(cls) is _Node and cls.kind == K_GLOBAL else None
     if isinstance(info, ImportInfo):
-        info.calls += 1
-        if len(info.call_records) < MAX_CALLS_PER_IMPORT:
-            info.call_records.append(CallRecord(pos, opname, _text(expr)))
+        record_call(info, pos, opname, lambda: _text(expr))
     base_target = m.target_of(base_cls)
     if base_target is not None and _normalize(base_target) != "builtins.object":
         danger = _danger(base_target)
@@ -393,9 +391,7 @@ def _sp_newobj(
     cls = seq[0]
     info = cls.info if type(cls) is _Node and cls.kind == K_GLOBAL else None
     if isinstance(info, ImportInfo):
-        info.calls += 1
-        if len(info.call_records) < MAX_CALLS_PER_IMPORT:
-            info.call_records.append(CallRecord(pos, opname, _text(expr)))
+        record_call(info, pos, opname, lambda: _text(expr))
     target = m.target_of(cls)
     if target is not None and _danger(target) is not None:
         m.finding(
