@@ -129,35 +129,16 @@ def is_envelope(data: Buffer) -> bool:
     return bytes(data[: len(MAGIC)]) == MAGIC
 
 
-_HEAD_CACHE: dict[tuple[Any, ...], str] = {}
+def static_prefix(header: Header) -> str:
+    """The header's JSON without the lengths and the closing brace.
 
-
-def _static_prefix(header: Header) -> str:
-    """JSON of every field but the lengths, without its closing brace (cached)."""
-    key: tuple[Any, ...] | None = None
-    if "proxies" not in header.extra:  # proxies differ from payload to payload
-        key = (
-            header.method,
-            header.python,
-            header.implementation,
-            header.by_value,
-            tuple(header.requires.items()),
-            tuple(header.libraries.items()),
-            header.serdoctor,
-            header.signed,
-            repr(header.extra),
-        )
-        cached = _HEAD_CACHE.get(key)
-        if cached is not None:
-            return cached
+    Everything but the lengths is the same for every payload of one kind, so
+    the serializer computes this once per kind and caches it (see
+    :func:`encode_head_with`).
+    """
     fields = header.to_dict()
     del fields["body"], fields["buffers"]
-    prefix = json.dumps(fields, sort_keys=True, separators=(",", ":"))[:-1]
-    if key is not None:
-        if len(_HEAD_CACHE) > 1024:
-            _HEAD_CACHE.clear()
-        _HEAD_CACHE[key] = prefix
-    return prefix
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))[:-1]
 
 
 def encode_head(header: Header) -> bytes:
@@ -166,7 +147,7 @@ def encode_head(header: Header) -> bytes:
     The JSON object lists the fields in sorted order, then ``body`` and
     ``buffers`` last (so the rest can be cached between payloads).
     """
-    return encode_head_with(_static_prefix(header), header.body, header.buffers, header.signed)
+    return encode_head_with(static_prefix(header), header.body, header.buffers, header.signed)
 
 
 def encode_head_with(prefix: str, body: int, buffers: Sequence[int], signed: bool) -> bytes:
@@ -174,11 +155,6 @@ def encode_head_with(prefix: str, body: int, buffers: Sequence[int], signed: boo
     lengths = ",".join(map(str, buffers))
     text = f'{prefix},"body":{body},"buffers":[{lengths}]}}'.encode()
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, FLAG_SIGNED if signed else 0, len(text)) + text
-
-
-def static_prefix(header: Header) -> str:
-    """The header's JSON without the lengths and the closing brace."""
-    return _static_prefix(header)
 
 
 def sign(frames: Sequence[Buffer], key: bytes) -> bytes:

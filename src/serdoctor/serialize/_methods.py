@@ -75,15 +75,12 @@ class Method(Protocol):
 
     def dumps(self, obj: Any, context: DumpContext) -> bytes:
         """Serialize ``obj``; raise any exception when it cannot."""
-        ...
 
     def loads(self, data: memoryview, context: LoadContext) -> Any:
         """Rebuild the object from ``data``."""
-        ...
 
     def versions(self) -> dict[str, str]:
         """Versions of the libraries this method's payloads depend on."""
-        ...
 
 
 # --- the recording picklers -------------------------------------------------------------
