@@ -371,29 +371,10 @@ def _by_value(b: _Builder) -> None:
 def _raw_code_pickle(code: Any) -> bytes:
     """``types.CodeType(*args)`` spelled out with GLOBAL + the args' own pickle.
 
-    The arguments follow the running Python's ``CodeType`` signature.
+    The arguments follow the running Python's ``CodeType`` signature: 3.11 added
+    ``co_qualname`` and ``co_exceptiontable``.
     """
-    if sys.version_info < (3, 11):
-        args = (
-            code.co_argcount,
-            code.co_posonlyargcount,
-            code.co_kwonlyargcount,
-            code.co_nlocals,
-            code.co_stacksize,
-            code.co_flags,
-            code.co_code,
-            code.co_consts,
-            code.co_names,
-            code.co_varnames,
-            code.co_filename,
-            code.co_name,
-            code.co_firstlineno,
-            code.co_linetable,
-            code.co_freevars,
-            code.co_cellvars,
-        )
-        body = pickle.dumps(args, protocol=3)[2:-1]
-        return proto(3) + glob("types", "CodeType") + body + REDUCE + STOP
+    new = sys.version_info >= (3, 11)
     args = (
         code.co_argcount,
         code.co_posonlyargcount,
@@ -407,10 +388,10 @@ def _raw_code_pickle(code: Any) -> bytes:
         code.co_varnames,
         code.co_filename,
         code.co_name,
-        code.co_qualname,
+        *((code.co_qualname,) if new else ()),
         code.co_firstlineno,
         code.co_linetable,
-        code.co_exceptiontable,
+        *((code.co_exceptiontable,) if new else ()),
         code.co_freevars,
         code.co_cellvars,
     )
