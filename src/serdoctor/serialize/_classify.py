@@ -170,18 +170,13 @@ class Recorder:
             if decision.plumbing:  # the methods' own helpers never move: remember them
                 _PLUMBING_CACHE[key] = decision
                 _PLUMBING_KEEP.append(obj)
-        self.decisions[key] = decision
-        self._keep.append(obj)  # ids stay unique while we hold the objects
-        if decision.how == "reference":
-            self.modules.add(str(obj.__module__))
-        else:
-            self.by_value_seen = True
+        self.seed(obj, decision)
         return decision
 
     def seed(self, obj: Any, decision: CodeDecision) -> None:
         """Record a decision already made (so the pickler need not make it again)."""
         self.decisions[id(obj)] = decision
-        self._keep.append(obj)
+        self._keep.append(obj)  # ids stay unique while we hold the objects
         if decision.how == "value":
             self.by_value_seen = True
         else:
