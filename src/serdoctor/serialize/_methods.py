@@ -136,7 +136,8 @@ class _Hooks:
     _kinds: dict[type, int]
     _pid: Callable[[Any], Any] | None
 
-    def _override(self, obj: Any) -> Any:
+    def reducer_override(self, obj: Any) -> Any:
+        # runs once per object the pickler meets: the common case returns at once
         t = type(obj)
         kind = self._kinds.get(t)
         if kind is None:
@@ -168,13 +169,6 @@ class _ReferencePickler(_Hooks, pickle.Pickler):
         self._strict = True
         self._kinds = {}
         self._pid = ctx.persistent_id
-
-    def reducer_override(self, obj: Any) -> Any:
-        # the common case (an ordinary instance) in one frame: this runs per object
-        kind = self._kinds.get(type(obj))
-        if kind == _PLAIN:
-            return NotImplemented
-        return self._override(obj)
 
 
 class _ReferencePicklerPID(_ReferencePickler):
@@ -280,7 +274,8 @@ def _cloudpickle_classes() -> tuple[type, type]:
                 result = reduce_function(obj, self._globals_ref)
                 if result is not NotImplemented:
                     return result
-            return super().reducer_override(obj)
+            # cloudpickle's own by-value reducers (classes, and functions marshal can't write)
+            return cloudpickle.Pickler.reducer_override(self, obj)
 
     class CloudPicklerPID(CloudPickler):
         def persistent_id(self, obj: Any) -> Any:
@@ -343,9 +338,6 @@ def _dill_classes() -> tuple[type, type, type]:
             self._strict = False
             self._kinds = {}
             self._pid = ctx.persistent_id
-
-        def reducer_override(self, obj: Any) -> Any:
-            return self._override(obj)
 
     class DillPicklerPID(DillPickler):
         def persistent_id(self, obj: Any) -> Any:
