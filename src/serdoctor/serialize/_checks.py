@@ -20,12 +20,12 @@ from serdoctor.errors import (
     UnsafePayloadError,
 )
 from serdoctor.serialize import _envelope as env
+from serdoctor.serialize._environment import PYTHON_MINOR
 from serdoctor.serialize._methods import Method, registry
 from serdoctor.serialize._requirements import importable, local_version
 
 OnMismatch = Literal["warn", "error", "ignore"]
 PYTHON = platform.python_version()
-PYTHON_MINOR = "{}.{}".format(*sys.version_info[:2])
 IMPLEMENTATION = sys.implementation.name
 
 
@@ -46,7 +46,7 @@ def check_header(header: env.Header, *, allow: tuple[str, ...], on_mismatch: OnM
             "only if you trust the payload's source"
         )
     if header.by_value and (
-        ".".join(header.python.split(".")[:2]) != PYTHON_MINOR
+        header.python_minor != PYTHON_MINOR
         or header.implementation != IMPLEMENTATION
     ):
         raise IncompatiblePythonError(

@@ -20,6 +20,9 @@ from typing import Any, Literal
 from serdoctor.serialize._envelope import FORMAT_VERSION
 
 Severity = Literal["breaks", "may matter", "info"]
+
+#: This interpreter's ``major.minor`` (``"3.11"``): by-value code loads only where it matches.
+PYTHON_MINOR = "{}.{}".format(*sys.version_info[:2])
 _TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute"})
 
 

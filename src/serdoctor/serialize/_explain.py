@@ -6,15 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serdoctor.serialize._classify import CodeDecision
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
+from serdoctor.serialize._sizes import format_size
 
 
 @dataclass(frozen=True)
@@ -84,12 +76,13 @@ class Explanation:
         if self.proxies:
             lines.append("proxied:")
             for p in self.proxies:
+                size = format_size(int(p.get("size", 0)))
                 lines.append(
-                    f"  {p.get('path', '?')}: {p.get('type', '?')}, {_size(int(p.get('size', 0)))}"
+                    f"  {p.get('path', '?')}: {p.get('type', '?')}, {size}"
                     f" -> {p.get('store', '?')}"
                 )
         extra = ""
         if self.buffers:
-            extra = f", {len(self.buffers)} out-of-band buffer(s) {_size(sum(self.buffers))}"
-        lines.append(f"size: {_size(self.size)} (body {_size(self.body_size)}{extra})")
+            extra = f", {len(self.buffers)} out-of-band buffer(s) {format_size(sum(self.buffers))}"
+        lines.append(f"size: {format_size(self.size)} (body {format_size(self.body_size)}{extra})")
         return "\n".join(lines)

@@ -30,11 +30,11 @@ from serdoctor.serialize import _envelope as env
 from serdoctor.serialize._checks import (
     IMPLEMENTATION,
     PYTHON,
-    PYTHON_MINOR,
     OnMismatch,
     check_header,
 )
 from serdoctor.serialize._classify import ByValueNeeded, CodeDecision, Recorder, classify
+from serdoctor.serialize._environment import PYTHON_MINOR
 from serdoctor.serialize._explain import Attempt, Explanation
 from serdoctor.serialize._methods import DumpContext, LoadContext, Method, registry
 from serdoctor.serialize._persistent import buffer_pid, chain, persistent_loader, scan_bytearrays
