@@ -7,11 +7,11 @@ the environment before anything is unpickled. See ``docs/`` for the guide.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
 from serdoctor import errors
+from serdoctor._lazy import lazy_attributes
+from serdoctor._version import __version__
 from serdoctor.errors import (
     DeserializationError,
     IncompatiblePythonError,
@@ -66,21 +66,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from serdoctor.diagnostics._check import check
+    from serdoctor.diagnostics import check
     from serdoctor.serialize import ProxyPolicy, ProxyScope
 
-
-def __getattr__(name: str) -> Any:
-    # ProxyStore loads only when proxies are used: `import serdoctor` stays light.
-    if name in ("ProxyPolicy", "ProxyScope"):
-        from serdoctor import serialize
-
-        value = getattr(serialize, name)
-        globals()[name] = value
-        return value
-    if name == "check":  # the doctor loads only when asked for
-        from serdoctor.diagnostics._check import check
-
-        globals()["check"] = check
-        return check
-    raise AttributeError(f"module 'serdoctor' has no attribute {name!r}")
+# ProxyStore and the doctor load only when used: `import serdoctor` stays light.
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "ProxyPolicy": "serdoctor.serialize",
+        "ProxyScope": "serdoctor.serialize",
+        "check": "serdoctor.diagnostics",
+    },
+    __all__,
+)

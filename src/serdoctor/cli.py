@@ -1,19 +1,17 @@
 """``ser-doctor``: the command line, a thin layer over plain functions.
 
-Each command calls one function that returns data (``check``,
-``environment``, ``Environment.diff``, ``run_inspect``) and renders it as
-rich text or, with ``--json``, as JSON. Errors are reported in one line with
-a non-zero exit code, never as a traceback.
+Each command parses its arguments and calls one ``run_*`` function of
+:mod:`serdoctor.diagnostics`, which computes the result, renders it (rich text,
+or JSON with ``--json``) and returns the exit code. Errors are reported in one
+line with a non-zero exit code, never as a traceback.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from serdoctor import __version__
 
@@ -32,7 +30,6 @@ env_app = typer.Typer(
 app.add_typer(env_app, name="env")
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def _version_callback(value: bool) -> None:
@@ -82,22 +79,12 @@ def check_command(
 ) -> None:
     """Can this object be sent? Which method, why; if not, the exact sub-object and a remedy.
 
-    Exit code 0 when it can be sent (and arrived, with --fresh), 1 when not.
+    Exit code 0 when it can be sent (and arrived, with --fresh), 1 when not,
+    2 when the target cannot be loaded.
     """
-    from serdoctor.diagnostics._check import check, load_target
+    from serdoctor.diagnostics import run_check
 
-    try:
-        name, obj = load_target(target)
-    except Exception as exc:
-        err_console.print(f"[red]error:[/red] cannot load {target!r}: {type(exc).__name__}: {exc}")
-        raise typer.Exit(2) from None
-    report = check(obj, fresh=fresh, name=name)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        style = "green" if report.exit_code == 0 else "red"
-        console.print(str(report), style=style, highlight=False, markup=False)
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(run_check(target, fresh=fresh, json_output=as_json, console=console))
 
 
 @env_app.callback()
@@ -108,27 +95,9 @@ def env_command(
     """Print this environment's fingerprint (Python, serializers, distributions)."""
     if ctx.invoked_subcommand is not None:
         return
-    from serdoctor.serialize import environment
+    from serdoctor.diagnostics import run_env
 
-    fingerprint = environment()
-    if as_json:
-        typer.echo(fingerprint.to_json())
-        return
-    table = Table(title="serdoctor environment", show_header=False)
-    for field_name in (
-        "python",
-        "implementation",
-        "platform",
-        "machine",
-        "byteorder",
-        "serdoctor",
-        "format",
-        "cloudpickle",
-        "dill",
-    ):
-        table.add_row(field_name, str(getattr(fingerprint, field_name)))
-    table.add_row("distributions", f"{len(fingerprint.distributions)} installed")
-    console.print(table)
+    raise typer.Exit(run_env(json_output=as_json, console=console))
 
 
 @env_app.command("diff")
@@ -138,29 +107,9 @@ def env_diff_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Compare two fingerprints; exit 1 when a difference matters for payloads."""
-    from serdoctor.serialize import Environment
+    from serdoctor.diagnostics import run_env_diff
 
-    try:
-        a, b = Environment.load(here), Environment.load(there)
-    except (OSError, ValueError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    diff = a.diff(b)
-    if as_json:
-        typer.echo(json.dumps(diff.to_dict(), indent=2))
-    elif not diff:
-        console.print("the environments match", style="green")
-    else:
-        table = Table(title=f"{here} (A) vs {there} (B)")
-        for column in ("", "what", "A", "B", "why it matters"):
-            table.add_column(column)
-        colours = {"breaks": "red", "may matter": "yellow", "info": "dim"}
-        for d in diff.differences:
-            table.add_row(
-                d.severity, d.what, str(d.here), str(d.there), d.why, style=colours[d.severity]
-            )
-        console.print(table)
-    raise typer.Exit(1 if diff.matters else 0)
+    raise typer.Exit(run_env_diff(here, there, json_output=as_json, console=console))
 
 
 if __name__ == "__main__":

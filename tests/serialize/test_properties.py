@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 
 import serdoctor
 from serdoctor.errors import SerializationError
-from serdoctor.serialize import default_serializer, registry
+from serdoctor.serialize import default_serializer
+from serdoctor.serialize._methods import registry
 from serdoctor.testing import _samples as samples
 from serdoctor.testing import (
     assert_roundtrip,

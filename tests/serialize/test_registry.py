@@ -10,7 +10,8 @@ import pytest
 
 import serdoctor
 from serdoctor.errors import RegistryError, UnsafePayloadError
-from serdoctor.serialize import DumpContext, LoadContext, Method, registry
+from serdoctor.serialize import DumpContext, LoadContext, Method
+from serdoctor.serialize._methods import registry
 
 
 class JsonMethod:
@@ -102,7 +103,7 @@ def test_entry_point_plugin(run_python, tmp_path: Path) -> None:
     result = run_python(
         """
         import serdoctor
-        from serdoctor.serialize import registry
+        from serdoctor.serialize._methods import registry
         s = serdoctor.Serializer(methods=("plugin-json",))
         data = s.dumps({"x": [1, "two"]})
         print(s.read_header(data).method, s.loads(data), "plugin-json" in registry.names())

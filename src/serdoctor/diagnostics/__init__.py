@@ -1,4 +1,8 @@
-"""Diagnostics: look inside payloads without running them.
+"""Diagnostics: why an object cannot be sent, and what a payload would do, without running it.
+
+``check`` tries the stack on a live object and names the sub-object that
+blocks it; ``run_check``, ``run_env`` and ``run_env_diff`` are what
+``ser-doctor check`` and ``ser-doctor env`` do.
 
 ``inspect_file`` / ``inspect_bytes`` read a pickle or serdoctor envelope
 statically (nothing is unpickled, imported or run) and return an
@@ -8,6 +12,8 @@ statically (nothing is unpickled, imported or run) and return an
 
 from __future__ import annotations
 
+from serdoctor.diagnostics._check import CheckReport, check
+from serdoctor.diagnostics._commands import run_check, run_env, run_env_diff
 from serdoctor.diagnostics._inspect import (
     InspectReport,
     inspect_bytes,
@@ -16,9 +22,14 @@ from serdoctor.diagnostics._inspect import (
 from serdoctor.diagnostics._inspect_render import render_report, run_inspect
 
 __all__ = [
+    "CheckReport",
     "InspectReport",
+    "check",
     "inspect_bytes",
     "inspect_file",
     "render_report",
+    "run_check",
+    "run_env",
+    "run_env_diff",
     "run_inspect",
 ]

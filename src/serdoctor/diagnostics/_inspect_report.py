@@ -384,7 +384,7 @@ class InspectReport:
 
     def to_dict(self, *, sketch: bool = True) -> dict[str, Any]:
         """The report in the versioned JSON schema (docs/inspect-schema.md)."""
-        from serdoctor import __version__
+        from serdoctor._version import __version__
 
         error: dict[str, Any] | None = None
         if self.error is not None:

@@ -1,25 +1,23 @@
 """The serializer stack: methods, selection, envelope, environment checks.
 
 See :class:`Serializer` for the whole story; :func:`dumps`, :func:`loads` and
-:func:`explain` use a default instance.
+:func:`explain` use a default instance (:func:`default_serializer`).
+
+What this package exports is the stack's public surface. The envelope's
+constants and header (``_envelope``), the method registry (``_methods``) and
+the other private modules are for serdoctor's own packages and tests.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from serdoctor._lazy import lazy_attributes
 from serdoctor.serialize._checks import EnvironmentMismatchWarning
 from serdoctor.serialize._classify import CodeDecision
-from serdoctor.serialize._envelope import FORMAT_VERSION, MAGIC, Header
 from serdoctor.serialize._environment import Difference, Environment, EnvironmentDiff, environment
 from serdoctor.serialize._explain import Attempt, Explanation
-from serdoctor.serialize._methods import (
-    DumpContext,
-    LoadContext,
-    Method,
-    register_method,
-    registry,
-)
+from serdoctor.serialize._methods import DumpContext, LoadContext, Method, register_method
 from serdoctor.serialize._remote_exc import (
     RemoteBaseException,
     RemoteChainTruncated,
@@ -34,8 +32,6 @@ from serdoctor.serialize._serializer import (
 )
 
 __all__ = [
-    "FORMAT_VERSION",
-    "MAGIC",
     "Attempt",
     "CodeDecision",
     "Difference",
@@ -44,10 +40,8 @@ __all__ = [
     "EnvironmentDiff",
     "EnvironmentMismatchWarning",
     "Explanation",
-    "Header",
     "LoadContext",
     "Method",
-    "ProxyPlan",
     "ProxyPolicy",
     "ProxyScope",
     "RemoteBaseException",
@@ -61,29 +55,20 @@ __all__ = [
     "loads",
     "redis_store",
     "register_method",
-    "registry",
 ]
 
-# ProxyStore (and redis) load only when proxies are used: `import serdoctor` stays light.
-_LAZY = {
-    "ProxyPlan": "serdoctor.serialize._proxy",
-    "ProxyPolicy": "serdoctor.serialize._proxy",
-    "ProxyScope": "serdoctor.serialize._proxy_scope",
-    "redis_store": "serdoctor.serialize._proxy_redis",
-}
-
 if TYPE_CHECKING:
-    from serdoctor.serialize._proxy import ProxyPlan, ProxyPolicy
+    from serdoctor.serialize._proxy import ProxyPolicy
     from serdoctor.serialize._proxy_redis import redis_store
     from serdoctor.serialize._proxy_scope import ProxyScope
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'serdoctor.serialize' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# ProxyStore (and redis) load only when proxies are used: `import serdoctor` stays light.
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "ProxyPolicy": "serdoctor.serialize._proxy",
+        "ProxyScope": "serdoctor.serialize._proxy_scope",
+        "redis_store": "serdoctor.serialize._proxy_redis",
+    },
+    __all__,
+)

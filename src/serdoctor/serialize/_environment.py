@@ -243,7 +243,7 @@ class EnvironmentDiff:
 
 def environment() -> Environment:
     """The fingerprint of the running interpreter and its installed distributions."""
-    from serdoctor import __version__
+    from serdoctor._version import __version__
 
     dists: dict[str, str] = {}
     for dist in importlib.metadata.distributions():

@@ -280,7 +280,7 @@ class Serializer:
             extra["persistent"] = True
         if plan is not None:
             extra["proxies"] = plan.to_header()
-        from serdoctor import __version__
+        from serdoctor._version import __version__
 
         return env.Header(
             method=method.name,

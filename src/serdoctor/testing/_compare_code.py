@@ -9,18 +9,15 @@ globals its code (and the code nested in it) may use all compare equal.
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from serdoctor.testing._difference import MISSING, RoundTripDifference, values_differ
-
-if TYPE_CHECKING:
-    from serdoctor.testing._compare_values import Walker
+from serdoctor.testing._difference import MISSING, Comparer, RoundTripDifference, values_differ
 
 __all__ = ["function_difference"]
 
 
 def function_difference(
-    walker: Walker, a: types.FunctionType, b: Any, path: str
+    walker: Comparer, a: types.FunctionType, b: Any, path: str
 ) -> RoundTripDifference | None:
     """The first difference between function ``a`` (sent) and ``b`` (received), or None."""
     for attr in ("__module__", "__qualname__"):
@@ -66,7 +63,7 @@ def function_difference(
 
 
 def _cell(
-    walker: Walker, a: types.CellType, b: types.CellType, path: str
+    walker: Comparer, a: types.CellType, b: types.CellType, path: str
 ) -> RoundTripDifference | None:
     try:
         x = a.cell_contents

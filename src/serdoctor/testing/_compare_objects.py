@@ -10,24 +10,22 @@ would send for it (``__reduce_ex__``: constructor, arguments, state, items).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from serdoctor.testing._difference import (
     MISSING,
+    Comparer,
     RoundTripDifference,
     short,
     types_differ,
     values_differ,
 )
 
-if TYPE_CHECKING:
-    from serdoctor.testing._compare_values import Walker
-
 __all__ = ["array_difference", "exception_difference", "object_difference"]
 
 
 def exception_difference(
-    walker: Walker, a: BaseException, b: Any, path: str
+    walker: Comparer, a: BaseException, b: Any, path: str
 ) -> RoundTripDifference | None:
     """The first difference between exception ``a`` (sent) and ``b`` (received), or None."""
     if not isinstance(b, BaseException) or type(a).__qualname__ != type(b).__qualname__:
@@ -41,7 +39,7 @@ def exception_difference(
 
 
 def array_difference(
-    walker: Walker, np: Any, a: Any, b: Any, path: str
+    walker: Comparer, np: Any, a: Any, b: Any, path: str
 ) -> RoundTripDifference | None:
     """The first difference between numpy array or scalar ``a`` and ``b``, or None."""
     if type(a) is not type(b):
@@ -79,7 +77,7 @@ def array_difference(
     return values_differ(a, b, path)  # pragma: no cover - bytes differ somewhere
 
 
-def object_difference(walker: Walker, a: Any, b: Any, path: str) -> RoundTripDifference | None:
+def object_difference(walker: Comparer, a: Any, b: Any, path: str) -> RoundTripDifference | None:
     """Compare ``a`` and ``b`` by ``__eq__``, else by their ``__reduce_ex__``."""
     eq: Any = type(a).__eq__
     own_eq = eq is not object.__eq__
@@ -102,7 +100,7 @@ def object_difference(walker: Walker, a: Any, b: Any, path: str) -> RoundTripDif
 
 
 def _reduced(
-    walker: Walker, ra: tuple[Any, ...], rb: tuple[Any, ...], path: str
+    walker: Comparer, ra: tuple[Any, ...], rb: tuple[Any, ...], path: str
 ) -> RoundTripDifference | None:
     ra, rb = (*ra, None, None, None)[:5], (*rb, None, None, None)[:5]
     found = walker.diff(ra[0], rb[0], f"{path}<constructor>")
@@ -132,7 +130,7 @@ def _reduced(
     return None
 
 
-def _state(walker: Walker, x: Any, y: Any, path: str) -> RoundTripDifference | None:
+def _state(walker: Comparer, x: Any, y: Any, path: str) -> RoundTripDifference | None:
     """Compare pickle state; a dict (or ``(dict, slots)``) reads as attributes."""
     if isinstance(x, tuple) and len(x) == 2 and all(s is None or isinstance(s, dict) for s in x):
         merged_x = {**(x[0] or {}), **(x[1] or {})}

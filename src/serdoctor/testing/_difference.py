@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import reprlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "MISSING",
+    "Comparer",
     "Missing",
     "RoundTripDifference",
     "short",
@@ -86,3 +87,16 @@ class Missing:
 
 MISSING: Any = Missing()
 """``sent`` or ``got`` of a difference about something present on one side only."""
+
+
+class Comparer(Protocol):
+    """What the per-kind comparison rules need from the walker that drives them."""
+
+    def diff(self, a: Any, b: Any, path: str) -> RoundTripDifference | None:
+        """The first difference between ``a`` and ``b`` (compared recursively), or None."""
+
+    def seen(self, a: Any, b: Any, path: str) -> RoundTripDifference | bool:
+        """True if this pair was compared before; a difference if aliasing broke."""
+
+    def attributes(self, a: Any, b: Any, path: str) -> RoundTripDifference | None:
+        """The first difference among the two objects' attributes, or None."""
