@@ -145,3 +145,25 @@ def test_fixture_works_inside_given(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.timeout(60)
+def test_strategies_without_hypothesis_say_which_extra_to_install() -> None:
+    # hypothesis is an extra (serdoctor[testing]): without it, the strategies fail with the
+    # install command, while assert_roundtrip (no hypothesis needed) still works.
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "from serdoctor.testing import assert_roundtrip\n"
+        "assert_roundtrip({'a': [1, 2]})\n"
+        "try:\n"
+        "    from serdoctor.testing import roundtrip_values\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc)\n"
+        "else:\n"
+        "    print('imported')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=50, check=True
+    ).stdout
+    assert "serdoctor.testing.roundtrip_values needs hypothesis" in out
+    assert "pip install 'serdoctor[testing]'" in out

@@ -16,8 +16,9 @@ the plugin in every pytest run costs nothing (no hypothesis, no serializer).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from serdoctor._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from serdoctor.testing._equality import RoundTripDifference, find_difference, roundtrip_equal
@@ -68,22 +69,19 @@ __all__ = [
     "texts",
 ]
 
-_HOME = {
-    **dict.fromkeys(["RoundTripDifference", "find_difference", "roundtrip_equal"], "_equality"),
-    **dict.fromkeys(
-        ["FrameSerializer", "RoundTrip", "SerializerLike", "assert_roundtrip"], "_roundtrip"
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module 'serdoctor.testing' has no attribute {name!r}")
-    module = importlib.import_module(f"serdoctor.testing.{_HOME.get(name, '_strategies')}")
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        **dict.fromkeys(__all__, "serdoctor.testing._strategies"),
+        **dict.fromkeys(
+            ["RoundTripDifference", "find_difference", "roundtrip_equal"],
+            "serdoctor.testing._equality",
+        ),
+        **dict.fromkeys(
+            ["FrameSerializer", "RoundTrip", "SerializerLike", "assert_roundtrip"],
+            "serdoctor.testing._roundtrip",
+        ),
+    },
+    __all__,
+    requires={"hypothesis": "pip install 'serdoctor[testing]'"},
+)
