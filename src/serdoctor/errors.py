@@ -24,8 +24,10 @@ plain pickle keep working::
     │     a method name is taken, unknown, or a plugin is malformed
     ├── ProxyResolutionError        (also LookupError)
     │     a proxied object's store or key is gone
-    └── InspectError
-          ``ser-doctor inspect`` could not read the input
+    ├── InspectError
+    │     ``ser-doctor inspect`` could not read the input
+    └── BlockError
+          a batch system refused or lost the blocks that run the worker pools
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import pickle
 
 __all__ = [
+    "BlockError",
     "DeserializationError",
     "EnvironmentMismatchError",
     "IncompatiblePythonError",
@@ -111,3 +114,7 @@ class ProxyResolutionError(SerdoctorError, LookupError):
 
 class InspectError(SerdoctorError):
     """``ser-doctor inspect`` could not read its input."""
+
+
+class BlockError(SerdoctorError):
+    """A block (a batch job running worker pools) was refused, failed, or cannot be started."""
