@@ -29,6 +29,7 @@ EXPECTED = [
     "errors",
     "explain",
     "loads",
+    "progress",
     "register_method",
 ]
 

@@ -62,11 +62,13 @@ __all__ = [
     "errors",
     "explain",
     "loads",
+    "progress",
     "register_method",
 ]
 
 if TYPE_CHECKING:
     from serdoctor.diagnostics import check
+    from serdoctor.monitor import progress
     from serdoctor.serialize import ProxyPolicy, ProxyScope
 
 # ProxyStore and the doctor load only when used: `import serdoctor` stays light.
@@ -76,6 +78,7 @@ __getattr__, __dir__ = lazy_attributes(
         "ProxyPolicy": "serdoctor.serialize",
         "ProxyScope": "serdoctor.serialize",
         "check": "serdoctor.diagnostics",
+        "progress": "serdoctor.monitor",
     },
     __all__,
 )

@@ -112,5 +112,50 @@ def env_diff_command(
     raise typer.Exit(run_env_diff(here, there, json_output=as_json, console=console))
 
 
+@app.command("runs")
+def runs_command(
+    db: Annotated[str, typer.Argument(help="A monitoring database (Executor(monitoring=...)).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.")] = 20,
+) -> None:
+    """List the recent runs in a monitoring database and how their tasks ended."""
+    from serdoctor.monitor import run_runs
+
+    raise typer.Exit(run_runs(db, json_output=as_json, console=console, limit=limit))
+
+
+@app.command("tasks")
+def tasks_command(
+    db: Annotated[str, typer.Argument(help="A monitoring database (Executor(monitoring=...)).")],
+    run: Annotated[
+        str | None, typer.Option("--run", help="Run id or unique prefix (latest by default).")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only failures, grouped by cause with a remedy.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List a run's tasks; with --failed, failures grouped by cause with what to do."""
+    from serdoctor.monitor import run_tasks
+
+    raise typer.Exit(run_tasks(db, run=run, failed=failed, json_output=as_json, console=console))
+
+
+@app.command("report")
+def report_command(
+    db: Annotated[str, typer.Argument(help="A monitoring database (Executor(monitoring=...)).")],
+    out: Annotated[str, typer.Option("-o", "--output", help="The HTML file to write.")] = (
+        "report.html"
+    ),
+    run: Annotated[
+        str | None, typer.Option("--run", help="Run id or unique prefix (latest by default).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page of a run: timeline, states, heartbeats, failures."""
+    from serdoctor.monitor import run_report
+
+    raise typer.Exit(run_report(db, out, run=run, console=console))
+
+
 if __name__ == "__main__":
     app()

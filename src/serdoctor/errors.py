@@ -26,8 +26,10 @@ plain pickle keep working::
     │     a proxied object's store or key is gone
     ├── InspectError
     │     ``ser-doctor inspect`` could not read the input
-    └── BlockError
-          a batch system refused or lost the blocks that run the worker pools
+    ├── BlockError
+    │     a batch system refused or lost the blocks that run the worker pools
+    └── MonitorError
+          a monitoring database cannot be read (not one, newer schema, locked)
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "IncompatiblePythonError",
     "InspectError",
     "MissingModuleError",
+    "MonitorError",
     "ProxyResolutionError",
     "RegistryError",
     "SerdoctorError",
@@ -118,3 +121,7 @@ class InspectError(SerdoctorError):
 
 class BlockError(SerdoctorError):
     """A block (a batch job running worker pools) was refused, failed, or cannot be started."""
+
+
+class MonitorError(SerdoctorError):
+    """A monitoring database cannot be opened: not one, from a newer serdoctor, or locked."""

@@ -1,0 +1,173 @@
+"""The monitoring database: written off the hot path, read back by queries and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _events import record_run
+from typer.testing import CliRunner
+
+from serdoctor.cli import app
+from serdoctor.errors import MonitorError
+from serdoctor.monitor import (
+    SCHEMA_VERSION,
+    MonitorWriter,
+    failure_causes,
+    list_runs,
+    list_tasks,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_recorded_run_reads_back(tmp_path: Path) -> None:
+    db = tmp_path / "runinfo" / "monitoring.db"
+    run_id = record_run(db)
+    (run,) = list_runs(db)
+    assert (run.run_id, run.tasks, run.done, run.failed) == (run_id, 6, 4, 2)
+    assert run.ended is not None
+    tasks = {t.task_id: t for t in list_tasks(db)}
+    assert tasks[3].status == "done" and tasks[3].tries == 1 and tasks[3].worker == "w1"
+    assert tasks[4].status == "failed"
+    assert tasks[4].exc_type == "serdoctor.errors.IncompatiblePythonError"
+    assert "Python 3.12" in (tasks[4].exc_message or "")
+    assert [t.task_id for t in list_tasks(db, failed=True)] == [4, 5]
+
+
+def test_failures_are_grouped_by_cause_with_the_stacks_remedy(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    record_run(db)
+    (cause,) = failure_causes(db)
+    assert cause.count == 2
+    assert cause.task_ids == [4, 5]
+    assert cause.cause == (
+        "IncompatiblePythonError: task N: by-value code from Python 3.11 cannot run on Python 3.12"
+    )
+    assert "make the function importable" in cause.remedy
+
+
+def test_several_runs_share_one_file_and_pandas_reads_it(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    first = record_run(db)
+    second = record_run(db, t0=2_000_000.0)
+    assert {r.run_id for r in list_runs(db)} == {first, second}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        frame = pd.read_sql_query(
+            "SELECT task_id, status, tries FROM tasks WHERE run_id = ?", conn, params=(second,)
+        )
+    assert len(frame) == 6
+    assert frame.groupby("status").size().to_dict() == {"done": 4, "failed": 2}
+
+
+def test_two_processes_record_into_one_file_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    MonitorWriter(db).close()  # the file exists before both start
+    code = (
+        "import sys\n"
+        "from serdoctor.monitor import MonitorWriter\n"
+        "w = MonitorWriter(sys.argv[1], interval=0.01)\n"
+        "for i in range(2000):\n"
+        "    w.task_submitted(i, 'f')\n"
+        "    w.task_status(i, 'done')\n"
+        "w.close()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db)]) for _ in range(2)]
+    assert [p.wait(50) for p in procs] == [0, 0]
+    runs = list_runs(db)
+    assert sorted(r.tasks for r in runs) == [0, 2000, 2000]
+    assert all(r.done == r.tasks for r in runs)
+
+
+def test_the_writer_batches_and_flush_makes_rows_visible(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    w = MonitorWriter(db, interval=60)  # no timed commit during the test
+    try:
+        w.task_submitted(1, "f")
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
+        w.flush()
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 1
+    finally:
+        w.close()
+
+
+def test_cli_runs_and_tasks(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    run_id = record_run(db)
+    runner = CliRunner()
+    result = runner.invoke(app, ["runs", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["run_id"] == run_id
+    result = runner.invoke(app, ["tasks", str(db), "--failed"])
+    assert result.exit_code == 0, result.output
+    assert "2 task(s)" in result.stdout and "what to do:" in result.stdout
+    result = runner.invoke(app, ["tasks", str(db), "--run", run_id[:6], "--json"])
+    data = json.loads(result.stdout)
+    assert [t["status"] for t in data["tasks"]].count("done") == 4
+    result = runner.invoke(app, ["tasks", str(db), "--run", "zzz"])
+    assert result.exit_code == 2
+    assert "no run with id 'zzz'" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "other-sqlite", "newer", "locked"])
+def test_bad_databases_get_one_clear_line_and_exit_2(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "m.db"
+    holder = None
+    if kind == "text":
+        db.write_text("hello, not a database\n")
+    elif kind == "other-sqlite":
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE people (name TEXT)")
+    elif kind == "newer":
+        record_run(db)
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'version'", (SCHEMA_VERSION + 1,))
+    elif kind == "locked":
+        record_run(db)
+    if kind in ("other-sqlite", "newer"):
+        with sqlite3.connect(db) as conn:  # fold the WAL in, so the bytes are the whole file
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = db.read_bytes() if db.exists() else None
+    if kind == "locked":
+        # (after reading the bytes: closing any descriptor of the file drops this process's locks)
+        holder = sqlite3.connect(db)
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("SELECT count(*) FROM tasks").fetchone()  # takes the lock
+    try:
+        env = {**os.environ, "COLUMNS": "200"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "serdoctor.cli", "runs", str(db)],
+            capture_output=True, text=True, timeout=50, env=env,
+        )  # fmt: skip
+    finally:
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error:")
+    expected = {
+        "missing": "no such monitoring database",
+        "text": "not a monitoring database",
+        "other-sqlite": "not a serdoctor monitoring database (its tables: people)",
+        "newer": "upgrade serdoctor",
+        "locked": "locked by another process",
+    }[kind]
+    assert expected in " ".join(proc.stderr.split())
+    if before is not None and kind != "locked":
+        assert db.read_bytes() == before  # nothing written to a file we refused
+
+
+def test_the_api_raises_monitor_error(tmp_path: Path) -> None:
+    with pytest.raises(MonitorError, match="no such monitoring database"):
+        list_runs(tmp_path / "nothing.db")
