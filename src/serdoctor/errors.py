@@ -65,6 +65,7 @@ class SerializationError(SerdoctorError, pickle.PicklingError):
     """
 
     def __init__(self, message: str, *, path: str | None = None, type_name: str | None = None):
+        """Say what failed; ``path`` and ``type_name`` locate the sub-object to blame."""
         super().__init__(message)
         self.path = path
         self.type_name = type_name
@@ -78,12 +79,14 @@ class MissingModuleError(DeserializationError, ModuleNotFoundError):
     """The payload needs a module that cannot be imported where it is loaded."""
 
     def __init__(self, message: str, *, module: str, sender_version: str | None = None):
+        """Name the missing ``module`` and its version where the payload was made."""
         DeserializationError.__init__(self, message)
         self.name = module
         self.module = module
         self.sender_version = sender_version
 
     def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with the keyword-only fields (the default would lose them)."""
         return (_rebuild_missing, (str(self), self.module, self.sender_version))
 
 

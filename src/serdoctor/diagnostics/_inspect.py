@@ -116,9 +116,12 @@ _PICKLE_METHODS: Final = frozenset({"pickle", "cloudpickle", "dill"})
 
 
 def _analyse(f: BinaryIO, report: InspectReport) -> None:
-    """Fill ``report`` from ``f``: envelope header or format sniffing, then every stacked
+    """Read ``f`` into ``report``.
+
+    Fill ``report`` from ``f``: envelope header or format sniffing, then every stacked
     pickle through the machine, then :func:`_finish` and :func:`_predict` (also after an
-    error)."""
+    error).
+    """
     from serdoctor.serialize import _envelope
 
     size = op.file_size(f)
@@ -181,8 +184,11 @@ def _classify_error(
     begin: int,
     end: int | None,
 ) -> None:
-    """Record why pickle #``index`` (from byte ``begin``) stopped: trailing data after
-    complete pickles, not a pickle at all, truncated, or malformed."""
+    """Record why pickle number ``index`` stopped.
+
+    Record why pickle #``index`` (from byte ``begin``) stopped: trailing data after
+    complete pickles, not a pickle at all, truncated, or malformed.
+    """
     report.error = exc
     summary = m.summary
     if index > 0 and summary.opcodes <= 1:

@@ -149,8 +149,11 @@ def _describe(m: _Renderer, bv: _ByValue, shallow: bool = False) -> ByValueCode:
 def _describe_function(
     m: _Renderer, out: ByValueCode, seq: list[Any], dicts: list[_Node], shallow: bool
 ) -> ByValueCode:
-    """A cloudpickle/dill/raw function: ``(code, globals, name, defaults, closure)`` plus
-    state dicts (``__qualname__``, ``__module__``, ``__globals__``, ``__closure__``)."""
+    """Read a function sent by cloudpickle, dill or as raw code.
+
+    A cloudpickle/dill/raw function: ``(code, globals, name, defaults, closure)`` plus
+    state dicts (``__qualname__``, ``__module__``, ``__globals__``, ``__closure__``).
+    """
     code = seq[0] if seq else None
     if type(code) is _Node and code.kind == K_CODE:
         _apply_facts(
@@ -242,8 +245,11 @@ def _describe_class(
 def _describe_serdoctor(
     m: _Renderer, bv: _ByValue, out: ByValueCode, seq: list[Any], shallow: bool
 ) -> ByValueCode:
-    """serdoctor's own reducer: ``_make_function(marshal bytes, globals, name, n_cells)``
-    then ``_set_function_state(fn, (globals, cells, empty, attrs, fdict, submodules))``."""
+    """Read a function sent by serdoctor's own reducer.
+
+    Serdoctor's own reducer: ``_make_function(marshal bytes, globals, name, n_cells)``
+    then ``_set_function_state(fn, (globals, cells, empty, attrs, fdict, submodules))``.
+    """
     raw = _as_bytes(m, seq[0]) if seq else None
     if raw:
         _apply_facts(out, _marshal_code_facts(raw))

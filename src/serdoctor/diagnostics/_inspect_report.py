@@ -96,8 +96,11 @@ class ImportInfo:
 
     @property
     def use(self) -> str:
-        """``called`` if loading calls it (REDUCE, NEWOBJ, INST, OBJ, BUILD), else
-        ``referenced``."""
+        """How loading uses an import: ``called`` or ``referenced``.
+
+        ``called`` if loading calls it (REDUCE, NEWOBJ, INST, OBJ, BUILD), else
+        ``referenced``.
+        """
         return "called" if self.calls else "referenced"
 
     def to_dict(self) -> dict[str, Any]:

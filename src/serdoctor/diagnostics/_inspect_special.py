@@ -293,7 +293,7 @@ def _sp_setstate(
     opname: str,
     expr: _Expr,
 ) -> Any:
-    """cloudpickle's _function_setstate/_class_setstate, builtins.setattr and friends."""
+    """Cloudpickle's _function_setstate/_class_setstate, builtins.setattr and friends."""
     if not seq:
         return None
     obj = seq[0]

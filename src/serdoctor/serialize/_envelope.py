@@ -1,9 +1,9 @@
-"""The serdoctor envelope: the bytes around every payload.
+r"""The serdoctor envelope: the bytes around every payload.
 
 A payload is a sequence of frames; the flat form (``dumps``) is their
 concatenation, so ``b"".join(dumps_frames(x)) == dumps(x)``::
 
-    frame 0  head     magic  b"\\xffSDOC"            5 bytes
+    frame 0  head     magic  b"\xffSDOC"            5 bytes
                       format version                 1 byte   (1)
                       flags                          1 byte   (bit 0: signed)
                       header length N                4 bytes, big-endian

@@ -93,8 +93,11 @@ def capture_frames(tb: object) -> list[Frame]:
 
 
 def keep_ends(frames: list[Frame], total: int) -> list[Frame]:
-    """``frames`` (the readable ones of ``total``), cut to their first and last
-    ``MAX_FRAMES // 2`` with a marker frame saying how many others went."""
+    """Keep the first and last frames of a long traceback.
+
+    ``frames`` (the readable ones of ``total``), cut to their first and last
+    ``MAX_FRAMES // 2`` with a marker frame saying how many others went.
+    """
     if total == len(frames) and total <= MAX_FRAMES:
         return frames
     half = MAX_FRAMES // 2
@@ -105,8 +108,11 @@ def keep_ends(frames: list[Frame], total: int) -> list[Frame]:
 
 
 def describe_frame(tb: TracebackType, frame: FrameType) -> Frame | None:
-    """The record frame of one traceback entry (``frame`` is ``tb.tb_frame``), or None
-    when it cannot be read. Never raises."""
+    """Describe one traceback entry as a record frame.
+
+    The record frame of one traceback entry (``frame`` is ``tb.tb_frame``), or None
+    when it cannot be read. Never raises.
+    """
     try:
         code = frame.f_code
         filename = code.co_filename if isinstance(code.co_filename, str) else "<unknown>"
@@ -160,8 +166,11 @@ def build_traceback(frames: object) -> TracebackType | None:
 
 
 class _Arrivals:
-    """Remote frames seen lately, by their record entry ``[filename, name, lineno, module,
-    line]`` (a list: keyed by its tuple), so a frame that arrives again costs a lookup."""
+    """Cache of remote frames seen lately.
+
+    Remote frames seen lately, by their record entry ``[filename, name, lineno, module,
+    line]`` (a list: keyed by its tuple), so a frame that arrives again costs a lookup.
+    """
 
     def __init__(self) -> None:
         self.seen: dict[tuple[Any, ...], tuple[FrameType, int, int, float, bool]] = {}
@@ -345,8 +354,11 @@ _SOURCES = _RemoteSources()
 
 
 class _FileSource:
-    """A ``__loader__`` for one remote file: ``linecache.lazycache`` calls
-    ``get_source(module name)``, we answer with the lines of our file."""
+    """A ``__loader__`` that serves the source of one remote file.
+
+    A ``__loader__`` for one remote file: ``linecache.lazycache`` calls
+    ``get_source(module name)``, we answer with the lines of our file.
+    """
 
     def __init__(self, filename: str) -> None:
         self.filename = filename

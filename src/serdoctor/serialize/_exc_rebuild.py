@@ -43,8 +43,11 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 
 
 def rebuild(record: Any) -> BaseException:
-    """The exception a record describes, with everything reachable from it; may raise
-    on a malformed record (the caller turns that into a :class:`RemoteException`)."""
+    """Rebuild the exception a record describes.
+
+    The exception a record describes, with everything reachable from it; may raise
+    on a malformed record (the caller turns that into a :class:`RemoteException`).
+    """
     if type(record) is tuple:
         return _rebuild_compact(record)
     exact = _rebuild_exact(record)
@@ -398,8 +401,11 @@ def _readable(form: object) -> bool:
 
 
 def _rebuild_exact(record: Any) -> BaseException | None:
-    """:class:`_Rebuilder`'s result for a record whose nodes are all ``exact`` nodes of
-    builtin classes (the common case), without its general machinery; else None."""
+    """Rebuild a record of builtin exceptions only, quickly.
+
+    :class:`_Rebuilder`'s result for a record whose nodes are all ``exact`` nodes of
+    builtin classes (the common case), without its general machinery; else None.
+    """
     if type(record) is not dict or not _readable(record.get("format")):
         return None
     nodes, root = record.get("nodes"), record.get("root")
@@ -556,8 +562,11 @@ def _standin_classes(
     name: tuple[str, str],
     candidates: list[type[BaseException]],
 ) -> Iterator[type[BaseException]]:
-    """Stand-in classes to try, best first: root + the minimal set of the candidate bases,
-    then with fewer bases when a combination is impossible (layout or MRO conflicts)."""
+    """Candidate stand-in classes, best first.
+
+    Stand-in classes to try, best first: root + the minimal set of the candidate bases,
+    then with fewer bases when a combination is impossible (layout or MRO conflicts).
+    """
     chosen: list[type[BaseException]] = []
     for klass in candidates:
         if issubclass(root, klass) or any(issubclass(c, klass) for c in chosen):

@@ -227,8 +227,11 @@ class _Capture:
         return len(self.objects) - 1
 
     def text(self, exc: BaseException, rows: list[str] | None, text: str | None) -> str:
-        """``exc``'s own traceback text: from ``rows`` (see ``walk_traceback``) when
-        they are given, else from ``traceback``; ``text`` is ``str(exc)`` or None."""
+        """The traceback text of ``exc`` alone.
+
+        ``exc``'s own traceback text: from ``rows`` (see ``walk_traceback``) when
+        they are given, else from ``traceback``; ``text`` is ``str(exc)`` or None.
+        """
         found = self.texts.get(id(exc))
         if found is not None:
             return found
@@ -272,8 +275,11 @@ class _Capture:
         return self.describe_any(exc, self.depths[position])
 
     def describe_exact(self, exc: BaseException, facts: Any, depth: int) -> dict[str, Any] | None:
-        """:meth:`describe_any`'s node for an exception that ``record_rebuilds``, in fewer
-        steps (a builtin class has no ``__getattr__`` or properties to dodge); else None."""
+        """Describe an exception that rebuilds from its record, quickly.
+
+        :meth:`describe_any`'s node for an exception that ``record_rebuilds``, in fewer
+        steps (a builtin class has no ``__getattr__`` or properties to dodge); else None.
+        """
         state = exc.__dict__
         args = exc.args
         if not exact_parts(type(exc), args, state):
@@ -442,8 +448,11 @@ def capture(
 
 
 def compact(exc: BaseException) -> tuple[str, tuple[Any, ...], str] | None:
-    """The compact record ``(qualname, args, text)`` of ``exc``, or None when ``exc``
-    needs a full record (see ``compact_args``). Never raises."""
+    """The compact record of ``exc``, when one is enough.
+
+    The compact record ``(qualname, args, text)`` of ``exc``, or None when ``exc``
+    needs a full record (see ``compact_args``). Never raises.
+    """
     try:
         args = compact_args(exc)
         if args is None:

@@ -61,7 +61,9 @@ everything that row depends on: the same line failing again costs a lookup."""
 
 
 def walk_traceback(tb: object, *, rows: bool = True) -> tuple[list[Frame], list[str] | None]:
-    """One walk of ``tb``: its :func:`capture_frames` frames and, if ``rows``, its rows
+    """Walk ``tb`` once, for frames and formatted rows.
+
+    One walk of ``tb``: its :func:`capture_frames` frames and, if ``rows``, its rows
     as ``StackSummary.format()`` writes them (``[]`` for no traceback).
 
     The rows are ``None`` when they are not made here (``rows`` false, another
@@ -125,8 +127,11 @@ def _walk(tb: object) -> tuple[list[Frame], list[str] | None]:
 def _site_hit(
     tb: TracebackType, frame: FrameType, now: float
 ) -> tuple[Frame, str, tuple[str, int, str]] | None:
-    """:func:`_frame_and_row` of a frame whose site, line and linecache entry are as last
-    time (the common case: the same line failing again), or None."""
+    """Reuse the last row of a frame that failed at the same place.
+
+    :func:`_frame_and_row` of a frame whose site, line and linecache entry are as last
+    time (the common case: the same line failing again), or None.
+    """
     code = frame.f_code
     site = _SITES.get((id(code), tb.tb_lasti))
     if site is None or site[0] is not code:
@@ -292,8 +297,11 @@ def _row(
     colno: int | None,
     end_colno: int | None,
 ) -> str | None:
-    """``StackSummary.format_frame_summary`` of one frame; None when it needs ``traceback``
-    (a line that is not ASCII, or a segment that may get ``~~^^`` anchors)."""
+    """Format one frame the way ``traceback`` does.
+
+    ``StackSummary.format_frame_summary`` of one frame; None when it needs ``traceback``
+    (a line that is not ASCII, or a segment that may get ``~~^^`` anchors).
+    """
     head = f'  File "{filename}", line {lineno}, in {name}\n'
     stripped = raw.strip()
     if not stripped:

@@ -232,9 +232,12 @@ def class_names(cls: type) -> list[list[str]]:
 
 
 def builtin_class(cls: type) -> bool:
-    """True for a builtin exception class (``builtins.<name> is cls``) that pickles as
+    """Is ``cls`` a builtin exception class whose record holds all its state?
+
+    True for a builtin exception class (``builtins.<name> is cls``) that pickles as
     ``cls(*args)`` plus its ``__dict__`` (``BaseException.__reduce__``): every Python
-    has it, and the record holds all of its state when :func:`record_rebuilds` says so."""
+    has it, and the record holds all of its state when :func:`record_rebuilds` says so.
+    """
     return _facts(cls).builtin
 
 
@@ -271,7 +274,9 @@ def compact_args(exc: BaseException) -> tuple[Any, ...] | None:
 
 
 def record_rebuilds(exc: BaseException, state: dict[str, Any]) -> bool:
-    """True when ``cls(*record args)`` plus the record's attributes and notes give back
+    """Does the record rebuild ``exc`` exactly?
+
+    True when ``cls(*record args)`` plus the record's attributes and notes give back
     exactly what pickling ``exc`` would (so its pickle need not be sent).
 
     That holds for a :func:`builtin_class` exception whose arguments, ``__dict__``
@@ -330,8 +335,11 @@ def _kept_as_is(value: object) -> bool:
 
 
 def group_types() -> tuple[type[BaseException], ...]:
-    """The local ``(BaseExceptionGroup, ExceptionGroup)``; empty when unavailable (3.10
-    without the ``exceptiongroup`` backport)."""
+    """The local exception group classes.
+
+    The local ``(BaseExceptionGroup, ExceptionGroup)``; empty when unavailable (3.10
+    without the ``exceptiongroup`` backport).
+    """
     if sys.version_info >= (3, 11):
         return (builtins.BaseExceptionGroup, builtins.ExceptionGroup)
     backport = sys.modules.get("exceptiongroup")

@@ -217,7 +217,7 @@ class PickleMethod:
         return _plain_loads(data, context)
 
     def versions(self) -> dict[str, str]:
-        """pickle is part of Python: no library versions."""
+        """Pickle is part of Python: no library versions."""
         return {}
 
 
@@ -316,7 +316,7 @@ class CloudpickleMethod:
         return file
 
     def loads(self, data: memoryview, context: LoadContext) -> Any:
-        """cloudpickle payloads load with the standard unpickler."""
+        """Cloudpickle payloads load with the standard unpickler."""
         return _plain_loads(data, context)
 
     def versions(self) -> dict[str, str]:

@@ -75,8 +75,11 @@ def _type_name(tp: type) -> str:
 
 
 class _Recorder:
-    """A plan's mutable state; the ``persistent_id`` closure holds this, not the plan
-    (no reference cycle: a dropped plan frees its candidates at once)."""
+    """A proxy plan's mutable state.
+
+    A plan's mutable state; the ``persistent_id`` closure holds this, not the plan
+    (no reference cycle: a dropped plan frees its candidates at once).
+    """
 
     def __init__(
         self, store: Store[Any], candidates: dict[int, tuple[Any, str]], dry_run: bool

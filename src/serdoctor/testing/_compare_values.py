@@ -223,7 +223,6 @@ class Walker:
 
     def _match_all(self, sent: list[Any], got: list[Any]) -> tuple[list[Any], list[Any]]:
         """Pair equal elements of two unordered collections; return the unmatched ones."""
-
         index = {(type(y), y): y for y in got if _is_plain(y)}
         left_a: list[Any] = []
         left_b = [y for y in got if not _is_plain(y)]

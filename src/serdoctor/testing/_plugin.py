@@ -45,7 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def roundtrip(request: pytest.FixtureRequest) -> RoundTrip:
-    """A callable ``roundtrip(obj, serializer=None, *, fresh_process=None, eq=None,
+    """The ``roundtrip`` fixture.
+
+    A callable ``roundtrip(obj, serializer=None, *, fresh_process=None, eq=None,
     frames=False, timeout=None)`` that asserts ``obj`` survives a round trip and
     returns the copy (see ``serdoctor.testing.assert_roundtrip``).
 

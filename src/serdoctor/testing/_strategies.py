@@ -105,9 +105,12 @@ def _short_repr(make: Callable[P, Strategy]) -> Callable[P, Strategy]:
 
 @_short_repr
 def numbers() -> Strategy:
-    """ints (small, 64-bit edges, hundreds of digits), floats (NaN, ±inf, -0.0,
+    """Numbers that are hard to send exactly.
+
+    Ints (small, 64-bit edges, hundreds of digits), floats (NaN, ±inf, -0.0,
     subnormals), complex (with NaN/inf parts), ``Decimal`` (NaN, sNaN, ±Infinity,
-    any precision) and ``Fraction``."""
+    any precision) and ``Fraction``.
+    """
     return st.one_of(
         st.integers(),
         st.sampled_from(_EDGE_INTS),
@@ -127,9 +130,12 @@ def _big_buffer(seed: int, size: int, kind: type[Any]) -> Any:
 
 @_short_repr
 def texts() -> Strategy:
-    """``str`` over every code point (lone surrogates included: pickle sends them),
+    """Text and binary values, some large.
+
+    ``str`` over every code point (lone surrogates included: pickle sends them),
     ``bytes``, ``bytearray``, and now and then a buffer of up to 512 KiB (big enough
-    to travel as a separate frame)."""
+    to travel as a separate frame).
+    """
     return st.one_of(
         st.text(st.characters()),
         st.text(st.one_of(st.characters(), st.characters(categories=["Cs"]))),
@@ -178,8 +184,11 @@ def _tzinfos() -> Strategy:
 
 @_short_repr
 def temporals() -> Strategy:
-    """``date``, ``time`` and ``datetime`` (naive, fixed offsets and IANA zones,
-    both folds), ``timedelta`` and ``tzinfo`` objects themselves."""
+    """Dates, times, time deltas and time zones.
+
+    ``date``, ``time`` and ``datetime`` (naive, fixed offsets and IANA zones,
+    both folds), ``timedelta`` and ``tzinfo`` objects themselves.
+    """
     zones = _tzinfos()
     return st.one_of(
         st.dates(),
@@ -204,8 +213,11 @@ def enums() -> Strategy:
 
 @_short_repr
 def hashables() -> Strategy:
-    """Values usable as dict keys and set elements (NaNs included), nested in tuples,
-    frozensets and frozen dataclasses."""
+    """Values usable as dict keys and set elements.
+
+    Values usable as dict keys and set elements (NaNs included), nested in tuples,
+    frozensets and frozen dataclasses.
+    """
     leaves = st.one_of(
         st.none(),
         st.booleans(),
@@ -231,8 +243,11 @@ def hashables() -> Strategy:
 
 @_short_repr
 def importable_functions() -> Strategy:
-    """Functions, builtins, partials and classes that travel by reference (importable
-    by name), so even plain pickle sends them."""
+    """Callables and classes that travel by reference.
+
+    Functions, builtins, partials and classes that travel by reference (importable
+    by name), so even plain pickle sends them.
+    """
     module_level = [_samples.identity, _samples.double, _samples.negate, _samples.square]
     return st.one_of(
         st.sampled_from([*module_level, abs, operator.neg, math.factorial]),
@@ -292,8 +307,11 @@ def by_value_functions(children: Strategy | None = None) -> Strategy:
 
 @_short_repr
 def dataclass_instances(children: Strategy) -> Strategy:
-    """A mutable dataclass, a frozen one, a slotted one and a plain class, holding
-    ``children``."""
+    """Instances of user-defined classes holding ``children``.
+
+    A mutable dataclass, a frozen one, a slotted one and a plain class, holding
+    ``children``.
+    """
     return st.one_of(
         st.builds(_samples.Record, children, children, st.lists(children, max_size=3)),
         st.builds(_samples.Point, children, children),
@@ -310,9 +328,12 @@ def _with_notes(exc: BaseException, notes: list[str]) -> BaseException:
 
 @_short_repr
 def exceptions(children: Strategy | None = None) -> Strategy:
-    """Builtin and user-defined exceptions whose ``args`` (and attributes) are drawn
+    """Exceptions, builtin and user-defined.
+
+    Builtin and user-defined exceptions whose ``args`` (and attributes) are drawn
     from ``children``; ``OSError`` subclasses chosen by errno; on Python 3.11+
-    ``__notes__`` and exception groups."""
+    ``__notes__`` and exception groups.
+    """
     children = primitives() if children is None else children
     args = st.lists(children, max_size=3)
     kinds = st.sampled_from([ValueError, KeyError, RuntimeError, Exception, _samples.SampleError])
@@ -332,10 +353,13 @@ def exceptions(children: Strategy | None = None) -> Strategy:
 
 @_short_repr
 def containers(children: Strategy) -> Strategy:
-    """Lists, tuples, dicts (keys from :func:`hashables`), sets, frozensets, deques,
+    """Containers of ``children``.
+
+    Lists, tuples, dicts (keys from :func:`hashables`), sets, frozensets, deques,
     ``OrderedDict`` and ``defaultdict``, dataclasses and exceptions, holding
     ``children``; also one child referenced twice, and a dict that contains
-    itself (shared references and cycles must survive too)."""
+    itself (shared references and cycles must survive too).
+    """
     keys = hashables()
     return st.one_of(
         st.lists(children, max_size=4),
@@ -369,10 +393,13 @@ def _cyclic(value: Any) -> dict[str, Any]:
 
 @_short_repr
 def numpy_arrays() -> Strategy:
-    """numpy arrays (needs numpy): every scalar dtype in both byte orders, byte and
+    """Numpy arrays of every kind of dtype and layout.
+
+    Numpy arrays (needs numpy): every scalar dtype in both byte orders, byte and
     unicode strings, floats full of NaN/±inf/-0.0, object arrays of
     :func:`primitives`; 0 to 3 dimensions; C, Fortran, transposed, strided and
-    reversed layouts; now and then 1 MiB or so."""
+    reversed layouts; now and then 1 MiB or so.
+    """
     import numpy as np
     from hypothesis.extra import numpy as npst
 
