@@ -5,12 +5,15 @@ from __future__ import annotations
 import serdoctor
 
 EXPECTED = [
+    "DependencyError",
     "DeserializationError",
     "Environment",
     "EnvironmentDiff",
     "EnvironmentMismatchWarning",
+    "Executor",
     "Explanation",
     "IncompatiblePythonError",
+    "ManagerLost",
     "Method",
     "MissingModuleError",
     "ProxyPolicy",
@@ -21,7 +24,9 @@ EXPECTED = [
     "SerializationError",
     "Serializer",
     "SignatureError",
+    "TaskTimeout",
     "UnsafePayloadError",
+    "WorkerLost",
     "__version__",
     "check",
     "dumps",

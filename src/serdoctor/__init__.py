@@ -13,13 +13,17 @@ from serdoctor import errors
 from serdoctor._lazy import lazy_attributes
 from serdoctor._version import __version__
 from serdoctor.errors import (
+    DependencyError,
     DeserializationError,
     IncompatiblePythonError,
+    ManagerLost,
     MissingModuleError,
     SerdoctorError,
     SerializationError,
     SignatureError,
+    TaskTimeout,
     UnsafePayloadError,
+    WorkerLost,
 )
 from serdoctor.serialize import (
     Environment,
@@ -38,12 +42,15 @@ from serdoctor.serialize import (
 )
 
 __all__ = [
+    "DependencyError",
     "DeserializationError",
     "Environment",
     "EnvironmentDiff",
     "EnvironmentMismatchWarning",
+    "Executor",
     "Explanation",
     "IncompatiblePythonError",
+    "ManagerLost",
     "Method",
     "MissingModuleError",
     "ProxyPolicy",
@@ -54,7 +61,9 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "SignatureError",
+    "TaskTimeout",
     "UnsafePayloadError",
+    "WorkerLost",
     "__version__",
     "check",
     "dumps",
@@ -68,6 +77,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from serdoctor.diagnostics import check
+    from serdoctor.execute import Executor
     from serdoctor.monitor import progress
     from serdoctor.serialize import ProxyPolicy, ProxyScope
 
@@ -77,6 +87,7 @@ __getattr__, __dir__ = lazy_attributes(
     {
         "ProxyPolicy": "serdoctor.serialize",
         "ProxyScope": "serdoctor.serialize",
+        "Executor": "serdoctor.execute",
         "check": "serdoctor.diagnostics",
         "progress": "serdoctor.monitor",
     },

@@ -112,6 +112,46 @@ def env_diff_command(
     raise typer.Exit(run_env_diff(here, there, json_output=as_json, console=console))
 
 
+@app.command("worker")
+def worker_command(
+    url: Annotated[str, typer.Argument(help="The executor's pool address, tcp://HOST:PORT.")],
+    key_file: Annotated[
+        str, typer.Option("--key-file", help="The key file executor.worker_command() names.")
+    ],
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes in this pool.")] = (
+        0
+    ),
+    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 2.0,
+    heartbeat_threshold: Annotated[
+        float, typer.Option(help="Seconds of silence after which the interchange counts as gone.")
+    ] = 10.0,
+    block_id: Annotated[str | None, typer.Option(help="The block this pool runs in.")] = None,
+) -> None:
+    """Start a worker pool that attaches to an executor (see executor.worker_command())."""
+    import os
+
+    from serdoctor.execute._pool import serve
+
+    raise typer.Exit(
+        serve(
+            url,
+            workers=workers or os.cpu_count() or 1,
+            key_file=key_file,
+            heartbeat=heartbeat,
+            heartbeat_threshold=heartbeat_threshold,
+            block_id=block_id,
+        )
+    )
+
+
+@app.command("interchange")
+def interchange_command() -> None:
+    """Run an interchange with its settings as JSON on stdin (what an Executor starts)."""
+    from serdoctor.execute._interchange import main as interchange_main
+
+    raise typer.Exit(interchange_main())
+
+
 @app.command("runs")
 def runs_command(
     db: Annotated[str, typer.Argument(help="A monitoring database (Executor(monitoring=...)).")],

@@ -26,6 +26,16 @@ plain pickle keep working::
     │     a proxied object's store or key is gone
     ├── InspectError
     │     ``ser-doctor inspect`` could not read the input
+    ├── WorkerLost                  (also concurrent.futures.BrokenExecutor)
+    │     the worker process running a task died (signal, exit, out of memory)
+    ├── ManagerLost                 (also concurrent.futures.BrokenExecutor)
+    │     a whole worker pool stopped answering; its tasks were lost
+    ├── InterchangeLost             (also concurrent.futures.BrokenExecutor)
+    │     the executor's interchange process died or stopped answering
+    ├── TaskTimeout                 (also TimeoutError)
+    │     a task ran longer than its walltime; its worker was replaced
+    ├── DependencyError
+    │     a task this task depends on failed (``chain`` names the tasks)
     ├── BlockError
     │     a batch system refused or lost the blocks that run the worker pools
     └── MonitorError
@@ -35,13 +45,17 @@ plain pickle keep working::
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import BrokenExecutor
 
 __all__ = [
     "BlockError",
+    "DependencyError",
     "DeserializationError",
     "EnvironmentMismatchError",
     "IncompatiblePythonError",
     "InspectError",
+    "InterchangeLost",
+    "ManagerLost",
     "MissingModuleError",
     "MonitorError",
     "ProxyResolutionError",
@@ -49,7 +63,9 @@ __all__ = [
     "SerdoctorError",
     "SerializationError",
     "SignatureError",
+    "TaskTimeout",
     "UnsafePayloadError",
+    "WorkerLost",
 ]
 
 
@@ -128,3 +144,40 @@ class BlockError(SerdoctorError):
 
 class MonitorError(SerdoctorError):
     """A monitoring database cannot be opened: not one, from a newer serdoctor, or locked."""
+
+
+class WorkerLost(SerdoctorError, BrokenExecutor):
+    """The worker process running the task died; the message names the signal or exit code.
+
+    ``exit_status`` is the raw ``waitpid`` status when it is known.
+    """
+
+    def __init__(self, message: str, *, exit_status: int | None = None) -> None:
+        """Say how the worker ended."""
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+class ManagerLost(SerdoctorError, BrokenExecutor):
+    """A whole worker pool stopped answering (host down, network gone, SIGSTOP)."""
+
+
+class InterchangeLost(SerdoctorError, BrokenExecutor):
+    """The executor's interchange process died or stopped answering."""
+
+
+class TaskTimeout(SerdoctorError, TimeoutError):
+    """The task ran longer than its walltime; its worker was killed and replaced."""
+
+
+class DependencyError(SerdoctorError):
+    """A task this task depends on failed.
+
+    ``chain`` lists the task descriptions from this task back to the one that
+    failed first; ``__cause__`` is that task's exception.
+    """
+
+    def __init__(self, message: str, *, chain: tuple[str, ...] = ()) -> None:
+        """Name the failed dependency; ``chain`` runs from this task to the first failure."""
+        super().__init__(message)
+        self.chain = chain

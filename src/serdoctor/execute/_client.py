@@ -1,0 +1,929 @@
+"""``serdoctor.Executor``: the client, in the user's process.
+
+::
+
+    submit() ──▶ outgoing queue ──▶ IO thread ── DEALER ──▶ interchange ──▶ pools
+    Future  ◀── resolve / retry ◀── IO thread ◀─ results, lost tasks, pool list
+
+``submit`` serializes the task in the caller's thread (so an argument that
+cannot be sent fails at once, naming the sub-object), and hands the frames to
+one IO thread, which owns the ZeroMQ socket, batches tasks into messages,
+resolves futures, retries failures within their budget, and notices when the
+interchange is gone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import concurrent.futures
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from serdoctor.errors import (
+    DependencyError,
+    DeserializationError,
+    IncompatiblePythonError,
+    InterchangeLost,
+    ManagerLost,
+)
+from serdoctor.execute import _messages as m
+from serdoctor.execute._config import InterchangeConfig, Secrets
+from serdoctor.execute._deps import find_futures, replace_futures
+from serdoctor.execute._memo import TaskMemo
+from serdoctor.serialize import Serializer
+from serdoctor.serialize._environment import PYTHON_MINOR
+
+log = logging.getLogger("serdoctor.executor")
+
+OnMismatch = Literal["route", "warn", "error"]
+RetryHandler = Callable[[BaseException, "TaskInfo"], float]
+
+_BATCH_TASKS = 2000
+_BATCH_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a retry handler is told about the task that failed."""
+
+    id: int
+    function: str
+    attempt: int
+    retries: int
+    spent: float
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """One attached pool, as ``executor.pools()`` reports it."""
+
+    id: str
+    host: str
+    pid: int
+    python: str
+    env_digest: str | None
+    workers: int
+    tasks_running: int
+    tasks_outstanding: int
+    last_heartbeat: float
+    state: str
+    reason: str = ""
+    block_id: str | None = None
+
+
+@dataclass
+class _Options:
+    retries: int | None = None
+    walltime: float | None = None
+    priority: int = 0
+    checkpoint: TaskMemo | None = None
+
+
+@dataclass
+class _Task:
+    id: int
+    future: concurrent.futures.Future[Any]
+    name: str
+    frames: list[Any]
+    options: _Options
+    retries: int
+    fn: Callable[..., Any] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    spent: float = 0.0
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def _is_loopback(address: str) -> bool:
+    return address in ("localhost", "::1") or address.startswith("127.")
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{name}"
+
+
+class Executor(concurrent.futures.Executor):
+    """Run Python callables on worker pools, through serdoctor's serializer stack.
+
+    ``Executor(workers=4)`` starts an interchange and one local pool of four
+    worker processes; ``workers=0`` starts none and waits for pools started
+    elsewhere with :meth:`worker_command`. See ``docs/executor.md``.
+
+    Args:
+        workers: worker processes in the local pool (0: none; pools attach later).
+        address: where pools connect; loopback by default. Any other address
+            turns on CURVE encryption for the pools' connections.
+        port: the port pools connect to (0: a free one).
+        retries: how many times a failed task is tried again (per task:
+            :meth:`options`).
+        retry_handler: ``handler(exception, task_info) -> cost`` of a failure
+            against the retry budget (e.g. 0 for WorkerLost, ``math.inf`` to
+            never retry a ValueError); 1 per failure without one.
+        serializer: the stack's settings for tasks and results (methods,
+            ``by_value_modules``, proxies); its key is replaced by the
+            executor's own random key.
+        on_mismatch: a pool whose environment differs: ``"route"`` sends
+            by-value code only to pools on this Python major.minor;
+            ``"warn"`` warns and sends anything anywhere; ``"error"`` refuses
+            a pool whose differences matter.
+        heartbeat: seconds between heartbeats.
+        heartbeat_threshold: seconds of silence after which a pool (or the
+            interchange, or this client) counts as lost.
+        worker_env: environment variables added for the pools this executor starts.
+        worker_init: shell lines run before a local pool starts (activate a venv).
+        checkpoint: a store of results (:class:`serdoctor.Checkpoint`): tasks
+            whose results are stored complete without being sent.
+        monitoring: a path: record every task, try and pool in that SQLite file.
+        grace: seconds a by-value task waits for a pool on this Python before it
+            fails with IncompatiblePythonError (``heartbeat_threshold`` by default).
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        address: str = "127.0.0.1",
+        port: int = 0,
+        retries: int = 0,
+        retry_handler: RetryHandler | None = None,
+        serializer: Serializer | None = None,
+        on_mismatch: OnMismatch = "route",
+        heartbeat: float = 2.0,
+        heartbeat_threshold: float = 10.0,
+        worker_env: Mapping[str, str] | None = None,
+        worker_init: str | None = None,
+        checkpoint: TaskMemo | None = None,
+        monitoring: str | os.PathLike[str] | None = None,
+        grace: float | None = None,
+    ) -> None:
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        if not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be a whole number >= 0, not {workers!r}")
+        if on_mismatch not in ("route", "warn", "error"):
+            raise ValueError(f"on_mismatch must be 'route', 'warn' or 'error', not {on_mismatch!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, not {retries}")
+        if not 0 < heartbeat < heartbeat_threshold:
+            raise ValueError("need 0 < heartbeat < heartbeat_threshold (seconds)")
+        if checkpoint is not None and not isinstance(checkpoint, TaskMemo):
+            raise TypeError("checkpoint= needs lookup() and record(), e.g. serdoctor.Checkpoint")
+        self.workers = workers
+        self.address = address
+        self.retries = retries
+        self.retry_handler = retry_handler
+        self.on_mismatch: OnMismatch = on_mismatch
+        self.heartbeat = heartbeat
+        self.heartbeat_threshold = heartbeat_threshold
+        self.grace = heartbeat_threshold if grace is None else grace
+        self.checkpoint = checkpoint
+        self._secrets = Secrets(os.urandom(32))
+        base = serializer or Serializer()
+        self.serializer = Serializer(
+            base.methods,
+            by_value_modules=base.by_value_modules,
+            key=self._secrets.key,
+            allow=base.allow,
+            proxy=base.proxy,
+            on_mismatch=base.on_mismatch,
+        )
+        self._ids = itertools.count()
+        self._tasks: dict[int, _Task] = {}
+        self._waiting: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
+        self._outgoing: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._pools: dict[str, dict[str, Any]] = {}
+        self._verdicts: dict[str, bool] = {}
+        self._dropped = 0
+        self._shutdown = False
+        self._broken: str | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="serdoctor-executor-"))
+        self._monitor = None
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._closed = threading.Event()
+        self._env_cache: Any = None
+        curve_secret = curve_public = None
+        if not _is_loopback(address):
+            import zmq
+
+            curve_public, curve_secret = zmq.curve_keypair()
+            self._secrets.curve_server_public = curve_public
+        try:
+            self.port = port or _free_port(address)
+            self._client_port = _free_port("127.0.0.1")
+        except OSError as exc:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise ValueError(f"cannot use address {address!r}: {exc.strerror}") from None
+        config = InterchangeConfig(
+            key=self._secrets.key.hex(),
+            address=address,
+            client_port=self._client_port,
+            pool_port=self.port,
+            heartbeat=heartbeat,
+            heartbeat_threshold=heartbeat_threshold,
+            on_mismatch=on_mismatch,
+            python_minor=PYTHON_MINOR,
+            grace=self.grace,
+            client_pid=os.getpid(),
+            curve_secret=curve_secret.decode() if curve_secret else None,
+            curve_public=curve_public.decode() if curve_public else None,
+        )
+        try:
+            self._interchange = self._start_interchange(config)
+            if workers:
+                self._start_local_pool(workers, worker_env, worker_init)
+            self._wait_interchange()
+        except BaseException:
+            self._kill_children()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
+        if monitoring is not None:
+            from serdoctor.monitor import MonitorWriter
+
+            self._monitor = MonitorWriter(
+                Path(monitoring),
+                executor={"workers": workers, "address": address, "retries": retries,
+                          "on_mismatch": on_mismatch},
+            )  # fmt: skip
+        import zmq
+
+        self._ctx = zmq.Context()
+        self._wake_recv = self._ctx.socket(zmq.PAIR)
+        self._wake_recv.bind(f"inproc://serdoctor-wake-{id(self)}")
+        self._wake_send = self._ctx.socket(zmq.PAIR)
+        self._wake_send.connect(f"inproc://serdoctor-wake-{id(self)}")
+        self._woken = False
+        self._last_heard = time.monotonic()
+        self._thread = threading.Thread(target=self._io_loop, name="serdoctor-executor-io")
+        self._thread.daemon = True
+        self._thread.start()
+        _LIVE.add(self)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _start_interchange(self, config: InterchangeConfig) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serdoctor.execute._interchange"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._procs.append(proc)
+        assert proc.stdin is not None
+        proc.stdin.write(config.to_json().encode() + b"\n")
+        proc.stdin.close()
+        return proc
+
+    def _wait_interchange(self) -> None:
+        proc = self._interchange
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        proc.stdout.close()
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise InterchangeLost(
+                f"the interchange did not start (exit code {proc.wait(5)}): see its stderr above"
+            ) from None
+        if "error" in answer:
+            proc.wait(5)
+            raise ValueError(
+                f"the interchange could not listen on {self.address}:{self.port}: "
+                f"{answer['error']}; choose another port= (0 picks a free one)"
+            )
+
+    def _pool_argv(self, workers: int, key_file: str) -> list[str]:
+        return [
+            "-m", "serdoctor.execute._pool", self.pool_url, "--workers", str(workers),
+            "--key-file", key_file, "--heartbeat", str(self.heartbeat),
+            "--heartbeat-threshold", str(self.heartbeat_threshold),
+        ]  # fmt: skip
+
+    def _start_local_pool(
+        self, workers: int, env: Mapping[str, str] | None, init: str | None
+    ) -> None:
+        argv = [sys.executable, *self._pool_argv(workers, "-")]
+        if init:
+            argv = ["/bin/bash", "-c", f"{init}\nexec {shlex.join(argv)}"]
+        child_env = {**os.environ, **(env or {})}
+        # Like multiprocessing's spawn: what the client can import, its local workers can
+        # (a script's folder, a test suite's rootdir). worker_env's PYTHONPATH comes first.
+        paths = [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        paths += [p or os.getcwd() for p in sys.path if p not in paths]
+        child_env["PYTHONPATH"] = os.pathsep.join(paths)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, env=child_env, start_new_session=True
+        )
+        self._procs.append(proc)
+        assert proc.stdin is not None
+        proc.stdin.write(self._secrets.to_json().encode() + b"\n")  # the key: never on argv
+        proc.stdin.close()
+
+    @property
+    def pool_url(self) -> str:
+        """Where pools connect: ``tcp://ADDRESS:PORT``."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"tcp://{host}:{self.port}"
+
+    def worker_command(self, workers: int | None = None) -> str:
+        """The command line that starts a pool elsewhere and attaches it here.
+
+        Its key file (written now, readable by its owner only) must be copied
+        to the pool's machine, by a channel you trust.
+        """
+        key_file = self._secrets.write(self._tmp / "executor.key")
+        n = workers or os.cpu_count() or 1
+        return shlex.join(
+            [
+                "ser-doctor", "worker", self.pool_url, "--workers", str(n),
+                "--key-file", str(key_file),
+                "--heartbeat", str(self.heartbeat),
+                "--heartbeat-threshold", str(self.heartbeat_threshold),
+            ]
+        )  # fmt: skip
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def options(
+        self,
+        *,
+        retries: int | None = None,
+        walltime: float | None = None,
+        priority: int = 0,
+        checkpoint: TaskMemo | None = None,
+    ) -> _Submitter:
+        """Per-task settings: ``executor.options(retries=3, walltime=60).submit(fn, x)``."""
+        if walltime is not None and walltime <= 0:
+            raise ValueError(f"walltime must be > 0 seconds, not {walltime}")
+        if retries is not None and retries < 0:
+            raise ValueError(f"retries must be >= 0, not {retries}")
+        return _Submitter(self, _Options(retries, walltime, priority, checkpoint))
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        """Schedule ``fn(*args, **kwargs)``; return a Future for its result."""
+        return self._submit(fn, args, kwargs, _Options())
+
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: _Options,
+    ) -> concurrent.futures.Future[Any]:
+        if self._shutdown:
+            raise RuntimeError("cannot submit after shutdown(): create a new Executor")
+        if self._broken:
+            raise InterchangeLost(self._broken)
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, not {type(fn).__name__}: {fn!r}")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        deps: list[concurrent.futures.Future[Any]] = []
+        find_futures((args, kwargs), deps)
+        retries = self.retries if options.retries is None else options.retries
+        task = _Task(next(self._ids), future, _describe(fn), [], options, retries, fn, args, kwargs)
+        if self._monitor is not None:
+            self._monitor.task_submitted(task.id, task.name)
+        if deps:
+            self._wait_for(task, deps)
+        else:
+            self._prepare(task)
+        return future
+
+    def _wait_for(self, task: _Task, deps: list[concurrent.futures.Future[Any]]) -> None:
+        with self._lock:
+            self._waiting.add(task.future)
+        remaining = [len(set(deps))]
+        lock = threading.Lock()
+
+        def one_done(_: concurrent.futures.Future[Any]) -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            with self._lock:
+                self._waiting.discard(task.future)
+            failed = next((d for d in deps if d.cancelled() or d.exception() is not None), None)
+            if failed is not None:
+                self._fail_dependency(task, failed)
+                return
+            try:
+                task.args, task.kwargs = replace_futures((task.args, task.kwargs))
+            except Exception as exc:
+                task.future.set_exception(exc)
+                return
+            self._prepare(task, in_callback=True)
+
+        for dep in set(deps):
+            dep.add_done_callback(one_done)
+
+    def _fail_dependency(self, task: _Task, failed: concurrent.futures.Future[Any]) -> None:
+        if failed.cancelled():
+            cause: BaseException = concurrent.futures.CancelledError()
+            chain: tuple[str, ...] = ("a cancelled task",)
+        else:
+            cause = failed.exception()  # type: ignore[assignment]
+            chain = getattr(cause, "chain", None) or (
+                f"{getattr(failed, '_serdoctor_name', 'a task')} failed with "
+                f"{type(cause).__name__}: {cause}",
+            )
+        error = DependencyError(
+            f"task {task.id} ({task.name}) did not run: a task it depends on failed: "
+            + " <- ".join(chain),
+            chain=(f"task {task.id} ({task.name})", *chain),
+        )
+        error.__cause__ = cause
+        if task.future.set_running_or_notify_cancel():
+            task.future.set_exception(error)
+        self._record_end(task, error)
+
+    def _prepare(self, task: _Task, *, in_callback: bool = False) -> None:
+        """Look the task up in the checkpoint store, serialize it, queue it."""
+        memo = task.options.checkpoint or self.checkpoint
+        if memo is not None and task.fn is not None:
+            try:
+                hit, value = memo.lookup(task.fn, task.args, task.kwargs)
+            except Exception as exc:  # a broken store must not break the task
+                log.warning("checkpoint lookup failed for %s: %s", task.name, exc)
+                hit, value = False, None
+            if hit:
+                if task.future.set_running_or_notify_cancel():
+                    task.future.set_result(value)
+                if self._monitor is not None:
+                    self._monitor.task_status(task.id, "memo_hit")
+                return
+        try:
+            task.frames = self.serializer.dumps_frames((task.fn, task.args, task.kwargs))
+        except Exception as exc:
+            if not in_callback:
+                raise
+            if task.future.set_running_or_notify_cancel():
+                task.future.set_exception(exc)
+            return
+        if memo is None:  # keep the function and arguments only for the store
+            task.fn, task.args, task.kwargs = None, (), {}
+        task.future._serdoctor_name = f"task {task.id} ({task.name})"  # type: ignore[attr-defined]
+        task.future._serdoctor_id = task.id  # type: ignore[attr-defined]
+        task.future.add_done_callback(self._on_done)
+        with self._lock:
+            self._tasks[task.id] = task
+        self._send(m.TASKS, task)
+
+    def _on_done(self, future: concurrent.futures.Future[Any]) -> None:
+        if future.cancelled():
+            task_id = getattr(future, "_serdoctor_id", None)
+            if task_id is not None:
+                with self._lock:
+                    self._tasks.pop(task_id, None)
+                self._send(m.CANCEL, task_id)
+                if self._monitor is not None:
+                    self._monitor.task_status(task_id, "cancelled")
+
+    def _send(self, kind: bytes, item: Any) -> None:
+        self._outgoing.append((kind, item))
+        with self._lock:
+            if self._woken or self._closed.is_set():
+                return
+            self._woken = True
+            with contextlib.suppress(Exception):
+                self._wake_send.send(b"", copy=True)
+
+    # -- the IO thread ---------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        import zmq
+
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://127.0.0.1:{self._client_port}")
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_recv, zmq.POLLIN)
+        next_beat = time.monotonic()
+        try:
+            while not self._closed.is_set():
+                events = dict(poller.poll(max(1, int(self.heartbeat * 250))))
+                if self._wake_recv in events:
+                    with self._lock:
+                        self._woken = False
+                        with contextlib.suppress(zmq.Again):
+                            while True:
+                                self._wake_recv.recv(zmq.NOBLOCK)
+                self._flush(sock)
+                if sock in events:
+                    for _ in range(200):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._receive(parts, sock)
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + self.heartbeat
+                    m.send(sock, m.pack(self._secrets.key, m.HEARTBEAT, {}))
+                    self._check_interchange(now)
+            with contextlib.suppress(Exception):
+                m.send(sock, m.pack(self._secrets.key, m.SHUTDOWN, {}))
+        finally:
+            sock.close(linger=200)
+
+    def _flush(self, sock: Any) -> None:
+        key = self._secrets.key
+        tasks: list[_Task] = []
+        size = 0
+        cancels: list[int] = []
+        while self._outgoing:
+            kind, item = self._outgoing.popleft()
+            if kind == m.CANCEL:
+                cancels.append(item)
+                continue
+            tasks.append(item)
+            size += sum(memoryview(f).nbytes for f in item.frames)
+            if len(tasks) >= _BATCH_TASKS or size >= _BATCH_BYTES:
+                self._send_tasks(sock, tasks)
+                tasks, size = [], 0
+        if tasks:
+            self._send_tasks(sock, tasks)
+        if cancels:
+            m.send(sock, m.pack(key, m.CANCEL, {"ids": cancels}))
+
+    def _send_tasks(self, sock: Any, tasks: list[_Task]) -> None:
+        rows = [[t.id, len(t.frames), t.options.priority, t.options.walltime] for t in tasks]
+        frames = m.pack(self._secrets.key, m.TASKS, {"tasks": rows}, [t.frames for t in tasks])
+        m.send(sock, frames)
+
+    def _receive(self, parts: list[Any], sock: Any) -> None:
+        kind = bytes(parts[0].buffer) if parts else b""
+        try:
+            msg = m.unpack(self._secrets.key, parts, "results" if kind == m.RESULTS else None)
+        except m.BadMessage as exc:
+            log.warning("dropped a message from the interchange: %s", exc)
+            return
+        self._last_heard = time.monotonic()
+        if msg.kind == m.RESULTS:
+            for pool, ids in msg.index.get("started", {}).items():
+                self._started(pool, ids)
+            rows = msg.index["results"]
+            envs = m.split(msg.frames, [int(r[1]) for r in rows])
+            for row, frames in zip(rows, envs, strict=True):
+                self._result(int(row[0]), frames, str(row[2]))
+        elif msg.kind == m.LOST:
+            for task_id, what, reason in msg.index["tasks"]:
+                error: BaseException
+                if what == "incompatible":
+                    error = IncompatiblePythonError(reason)
+                elif what == "manager_lost":
+                    error = ManagerLost(reason)
+                else:
+                    error = DeserializationError(reason)
+                self._failed(int(task_id), error)
+        elif msg.kind == m.POOLS:
+            self._update_pools(msg.index, sock)
+
+    def _started(self, pool: str, ids: list[int]) -> None:
+        for task_id in ids:
+            task = self._tasks.get(int(task_id))
+            if task is None or task.future.done():
+                continue
+            if not task.future.running():
+                task.future.set_running_or_notify_cancel()
+            if self._monitor is not None:
+                self._monitor.try_sent(task.id, task.attempt, pool=pool)
+                self._monitor.task_status(task.id, "sent", attempt=task.attempt, pool=pool)
+
+    def _result(self, task_id: int, frames: list[Any], pool: str) -> None:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return  # cancelled, or lost and retried already
+        try:
+            status, value = self.serializer.loads_frames(frames)
+        except Exception as exc:  # this result cannot be loaded here: its future alone fails
+            self._failed(task_id, exc, result_bytes=_size(frames))
+            return
+        if status == "ok":
+            with self._lock:
+                self._tasks.pop(task_id, None)
+            memo = task.options.checkpoint or self.checkpoint
+            if memo is not None and task.fn is not None:
+                try:
+                    memo.record(task.fn, task.args, task.kwargs, value)
+                except Exception as exc:
+                    log.warning("checkpoint record failed for %s: %s", task.name, exc)
+            if self._monitor is not None:
+                self._monitor.try_ended(task.id, task.attempt, result_bytes=_size(frames))
+                self._monitor.task_status(task.id, "done", attempt=task.attempt, pool=pool)
+            if not task.future.done():
+                if not task.future.running():
+                    task.future.set_running_or_notify_cancel()
+                task.future.set_result(value)
+        else:
+            self._failed(task_id, value, result_bytes=_size(frames))
+
+    def _failed(
+        self, task_id: int, error: BaseException, *, result_bytes: int | None = None
+    ) -> None:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return
+        if self._monitor is not None:
+            self._monitor.try_ended(
+                task.id, task.attempt, result_bytes=result_bytes, exception=error
+            )
+        cost = 1.0
+        if self.retry_handler is not None:
+            info = TaskInfo(task.id, task.name, task.attempt, task.retries, task.spent)
+            try:
+                cost = float(self.retry_handler(error, info))
+            except Exception as exc:
+                log.warning("retry_handler raised %r; not retrying task %s", exc, task.id)
+                cost = math.inf
+        if task.spent + cost <= task.retries and not self._shutdown_cancelled(task):
+            task.spent += cost
+            task.attempt += 1
+            if self._monitor is not None:
+                self._monitor.task_status(task.id, "retried", attempt=task.attempt)
+            self._outgoing.append((m.TASKS, task))
+            return
+        with self._lock:
+            self._tasks.pop(task_id, None)
+        self._record_end(task, error)
+        if not task.future.done():
+            if not task.future.running():
+                task.future.set_running_or_notify_cancel()
+            task.future.set_exception(error)
+
+    def _shutdown_cancelled(self, task: _Task) -> bool:
+        return task.future.cancelled()
+
+    def _record_end(self, task: _Task, error: BaseException) -> None:
+        if self._monitor is not None:
+            self._monitor.task_status(task.id, "failed", attempt=task.attempt,
+                                      detail=f"{type(error).__name__}: {error}"[:500])  # fmt: skip
+
+    def _update_pools(self, index: dict[str, Any], sock: Any) -> None:
+        self._dropped = int(index.get("dropped", 0))
+        seen = set()
+        for info in index.get("pools", []):
+            pool_id = str(info["pool_id"])
+            seen.add(pool_id)
+            known = self._pools.get(pool_id, {})
+            new = pool_id not in self._pools
+            self._pools[pool_id] = {**known, **info, "seen": time.time()}
+            if new and "env" in info:
+                self._judge_pool(pool_id, info, sock)
+            if self._monitor is not None:
+                if new:
+                    self._monitor.pool_registered(
+                        pool_id, host=str(info.get("host")), pid=int(info.get("pid", 0)),
+                        python=str(info.get("python")), env_digest=None,
+                        workers=int(info.get("workers", 0)), block_id=info.get("block_id"),
+                        mismatch=self._pools[pool_id].get("mismatch"),
+                    )  # fmt: skip
+                self._monitor.pool_heartbeat(pool_id, int(info.get("running", 0)))
+        for pool_id in set(self._pools) - seen:
+            if self._pools[pool_id].get("state") != "lost":
+                self._pools[pool_id]["state"] = "lost"
+                if self._monitor is not None:
+                    self._monitor.pool_lost(pool_id)
+
+    def _client_environment(self) -> Any:
+        if self._env_cache is None:
+            from serdoctor.serialize import environment
+
+            self._env_cache = environment()
+        return self._env_cache
+
+    def _judge_pool(self, pool_id: str, info: dict[str, Any], sock: Any) -> None:
+        from serdoctor.serialize import Environment
+
+        try:
+            diff = Environment.from_dict(info["env"]).diff(self._client_environment())
+        except Exception as exc:
+            matters, reason = True, f"its environment fingerprint could not be read: {exc}"
+        else:
+            matters = diff.matters
+            reason = "; ".join(
+                f"{d.what}: {d.here} (pool) vs {d.there} (here): {d.why}"
+                for d in diff.differences
+                if d.severity == "breaks"
+            )
+        self._pools[pool_id]["mismatch"] = reason or None
+        if self.on_mismatch == "error":
+            accept = not matters
+            text = (
+                f"pool {pool_id} refused: its environment differs: {reason}" if not accept else ""
+            )
+            if not accept:
+                log.error("%s", text)
+                self._pools[pool_id]["state"] = "refused"
+                self._pools[pool_id]["reason"] = text
+            index = {"pool": pool_id, "accept": accept, "reason": text}
+            m.send(sock, m.pack(self._secrets.key, m.KICK, index))
+        elif matters and reason:
+            message = f"pool {pool_id} on {info.get('host')} differs from this client: {reason}"
+            if self.on_mismatch == "route":
+                message += " (by-value code goes only to pools on this Python)"
+            log.warning("%s", message)
+            warnings.warn(message, RuntimeWarning, stacklevel=1)
+
+    def _check_interchange(self, now: float) -> None:
+        if self._broken:
+            return
+        code = self._interchange.poll()
+        silent = now - self._last_heard
+        if code is None and silent <= self.heartbeat_threshold:
+            return
+        self._broken = (
+            f"the interchange (pid {self._interchange.pid}) "
+            + (f"exited with code {code}" if code is not None else f"was silent for {silent:.1f} s")
+            + ": this executor cannot run more tasks; create a new one"
+        )
+        log.error("%s", self._broken)
+        with self._lock:
+            tasks = list(self._tasks.values())
+            self._tasks.clear()
+        for task in tasks:
+            error = InterchangeLost(f"task {task.id} ({task.name}) was lost: {self._broken}")
+            self._record_end(task, error)
+            if not task.future.done():
+                if not task.future.running():
+                    task.future.set_running_or_notify_cancel()
+                task.future.set_exception(error)
+
+    # -- information -----------------------------------------------------------------------
+
+    def pools(self) -> list[PoolInfo]:
+        """The pools attached now (and those refused or lost, with why)."""
+        out = []
+        for pool_id, p in sorted(self._pools.items()):
+            env = p.get("env") or {}
+            out.append(
+                PoolInfo(
+                    id=pool_id,
+                    host=str(p.get("host", "?")),
+                    pid=int(p.get("pid", 0)),
+                    python=str(p.get("python", "?")),
+                    env_digest=_digest(env) if env else None,
+                    workers=int(p.get("workers", 0)),
+                    tasks_running=int(p.get("running", 0)),
+                    tasks_outstanding=int(p.get("outstanding", 0)),
+                    last_heartbeat=float(p.get("seen", 0.0))
+                    - float(p.get("last_heartbeat_age", 0)),
+                    state=str(p.get("state", "?")),
+                    reason=str(p.get("reason") or p.get("mismatch") or ""),
+                    block_id=p.get("block_id"),
+                )
+            )
+        return out
+
+    @property
+    def dropped_messages(self) -> int:
+        """Messages the interchange dropped as unsigned, forged or malformed."""
+        return self._dropped
+
+    # -- shutting down ---------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking tasks; optionally cancel queued ones; stop every process it started."""
+        self._shutdown = True
+        if cancel_futures:
+            with self._lock:
+                tasks = list(self._tasks.values())
+                waiting = list(self._waiting)
+            for task in tasks:
+                task.future.cancel()
+            for future in waiting:
+                future.cancel()
+        if wait:
+            with self._lock:
+                pending = [t.future for t in self._tasks.values()] + list(self._waiting)
+            while pending and not self._broken:
+                _, not_done = concurrent.futures.wait(pending, timeout=self.heartbeat)
+                pending = list(not_done)
+        self._close()
+
+    def _close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._thread.join(10)
+        for sock in (self._wake_send, self._wake_recv):
+            sock.close(0)
+        self._ctx.term()
+        _stop_zmq_gc()
+        deadline = time.monotonic() + max(5.0, self.heartbeat * 2)
+        for proc in self._procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+        self._kill_children()
+        with self._lock:
+            tasks = list(self._tasks.values())
+            self._tasks.clear()
+        for task in tasks:
+            if not task.future.done():
+                task.future.cancel()
+        if self._monitor is not None:
+            self._monitor.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        _LIVE.discard(self)
+
+    def _kill_children(self) -> None:
+        import signal
+
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    proc.wait(5)
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._shutdown else ("broken" if self._broken else "running")
+        return f"<serdoctor.Executor {state}: {len(self._tasks)} tasks, {len(self._pools)} pools>"
+
+
+class _Submitter:
+    """``executor.options(...)``: submit and map with per-task settings."""
+
+    def __init__(self, executor: Executor, options: _Options) -> None:
+        self._executor = executor
+        self._options = options
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        """Like :meth:`Executor.submit`, with these options."""
+        return self._executor._submit(fn, args, kwargs, self._options)
+
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Like :meth:`Executor.map`, with these options."""
+        futures = [self.submit(fn, *args) for args in zip(*iterables, strict=False)]
+        end = None if timeout is None else time.monotonic() + timeout
+        for future in futures:
+            yield future.result(None if end is None else end - time.monotonic())
+
+
+def _stop_zmq_gc() -> None:
+    """Stop pyzmq's zero-copy bookkeeping thread once nothing it tracks is in flight.
+
+    pyzmq starts it on the first zero-copy send and keeps it for the life of the
+    process; an executor that is shut down should leave no thread behind. It
+    starts again by itself on the next zero-copy send.
+    """
+    from zmq.utils.garbage import gc
+
+    deadline = time.monotonic() + 1.0
+    while gc.is_alive() and gc.refs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if gc.is_alive() and not gc.refs:
+        gc.stop()
+
+
+def _size(frames: list[Any]) -> int:
+    return sum(memoryview(f).nbytes for f in frames)
+
+
+def _digest(env: dict[str, Any]) -> str:
+    import hashlib
+
+    text = json.dumps(env, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
+
+
+_LIVE: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:  # an interpreter that exits takes its pools with it
+    for executor in list(_LIVE):
+        with contextlib.suppress(Exception):
+            executor.shutdown(wait=False, cancel_futures=True)

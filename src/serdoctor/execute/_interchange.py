@@ -1,0 +1,448 @@
+"""The interchange: queues tasks from the client and routes them to pools.
+
+::
+
+    client DEALER ──▶ ROUTER (client port)          ROUTER (pool port) ◀── DEALER pool
+                      queue: priority, then order    capacity per pool
+                      routing: by-value tasks only to pools on the client's Python
+                      heartbeats both ways; lost pools; a silent client ends it all
+
+It routes bytes. It reads each message's JSON index and each task's envelope
+header (JSON: by value or not, which Python), verifies every message's MAC, and
+never unpickles anything: a task payload or a result is never more than frames
+to it. Anything unsigned, forged or malformed is dropped and counted.
+
+Run by the executor as ``python -m serdoctor.execute._interchange`` (its
+command line says ``interchange``), with its settings as JSON on stdin; it
+prints one JSON line (``{"ready": ...}`` or ``{"error": ...}``) when it has
+bound its ports.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from serdoctor.execute import _messages as m
+from serdoctor.execute._config import InterchangeConfig
+from serdoctor.serialize._envelope import read_head
+
+
+@dataclass
+class _Task:
+    id: int
+    frames: list[Any]
+    priority: int
+    walltime: float | None
+    by_value: bool
+    submitted: float
+
+
+@dataclass
+class _Pool:
+    ident: bytes
+    info: dict[str, Any]
+    capacity: int
+    python_minor: str
+    state: str  # "pending" (awaiting the client's verdict), "active", "refused"
+    last_seen: float
+    running: int = 0
+    outstanding: dict[int, _Task] = field(default_factory=dict)
+    reason: str = ""
+
+
+class Interchange:
+    """The interchange's state and loop (one thread, one poller)."""
+
+    def __init__(self, config: InterchangeConfig) -> None:
+        self.cfg = config
+        self.key = bytes.fromhex(config.key)
+        self.ctx = zmq.Context()
+        self.clients = self.ctx.socket(zmq.ROUTER)
+        self.pools_sock = self.ctx.socket(zmq.ROUTER)
+        for sock in (self.clients, self.pools_sock):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        if config.curve_secret:
+            self.pools_sock.curve_server = True
+            self.pools_sock.curve_secretkey = config.curve_secret.encode()
+            self.pools_sock.curve_publickey = (config.curve_public or "").encode()
+        self.client_ident: bytes | None = None
+        self.client_seen = time.monotonic()
+        self.queue_ref: list[tuple[int, int, _Task]] = []  # anywhere
+        self.queue_val: list[tuple[int, int, _Task]] = []  # by value: the client's Python only
+        self.queued: dict[int, _Task] = {}
+        self.seq = itertools.count()
+        self.pools: dict[str, _Pool] = {}
+        self.by_ident: dict[bytes, str] = {}
+        self.dropped = 0
+        self.pools_changed = False
+        self.started: dict[str, list[int]] = {}
+        self.results: list[list[Any]] = []
+        self.result_envs: list[list[Any]] = []
+        self.running = True
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def bind(self) -> dict[str, int]:
+        """Bind both ports; the ports actually bound."""
+        ports = {}
+        for name, sock, port, address in (
+            ("client_port", self.clients, self.cfg.client_port, "127.0.0.1"),
+            ("pool_port", self.pools_sock, self.cfg.pool_port, self.cfg.address),
+        ):
+            if port:
+                sock.bind(f"tcp://{address}:{port}")
+                ports[name] = port
+            else:
+                ports[name] = sock.bind_to_random_port(f"tcp://{address}")
+        return ports
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until the client says stop, or goes silent, or its process ends."""
+        poller = zmq.Poller()
+        poller.register(self.clients, zmq.POLLIN)
+        poller.register(self.pools_sock, zmq.POLLIN)
+        next_beat = time.monotonic()
+        while self.running:
+            events = dict(poller.poll(timeout=max(1, int(self.cfg.heartbeat * 250))))
+            if self.clients in events:
+                for _ in range(1000):
+                    try:
+                        parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._from_client(parts)
+            if self.pools_sock in events:
+                for _ in range(1000):
+                    try:
+                        parts = self.pools_sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._from_pool(parts)
+            self._dispatch()
+            self._flush_client()
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.cfg.heartbeat
+                self._beat(now)
+        self._shutdown_pools("the executor shut down")
+
+    # -- client side -----------------------------------------------------------------------
+
+    def _send_client(self, kind: bytes, index: dict[str, Any], envs: Any = ()) -> None:
+        if self.client_ident is None:
+            return
+        frames = m.pack(self.key, kind, index, envs)
+        m.send(self.clients, frames, self.client_ident)
+
+    def _from_client(self, parts: list[Any]) -> None:
+        ident = bytes(parts[0].buffer)
+        try:
+            kind = bytes(parts[1].buffer)
+            msg = m.unpack(self.key, parts[1:], "tasks" if kind == m.TASKS else None)
+        except m.BadMessage:
+            self.dropped += 1
+            self.pools_changed = True
+            return
+        if self.client_ident is None:
+            self.client_ident = ident
+        elif ident != self.client_ident:
+            self.dropped += 1  # a second client with our key: not a thing we serve
+            return
+        self.client_seen = time.monotonic()
+        if msg.kind == m.TASKS:
+            self._enqueue(msg)
+        elif msg.kind == m.CANCEL:
+            self._cancel(msg.index.get("ids", []))
+        elif msg.kind == m.KICK:
+            self._verdict(str(msg.index.get("pool")), bool(msg.index.get("accept")),
+                          str(msg.index.get("reason", "")))  # fmt: skip
+        elif msg.kind == m.SHUTDOWN:
+            self.running = False
+        elif msg.kind == m.HEARTBEAT:
+            self._send_client(m.HEARTBEAT, {})
+
+    def _enqueue(self, msg: m.Message) -> None:
+        rows = msg.index["tasks"]
+        envs = m.split(msg.frames, [int(r[1]) for r in rows])
+        now = time.monotonic()
+        bad = []
+        for row, frames in zip(rows, envs, strict=True):
+            task_id, _, priority, walltime = row
+            try:
+                header, _ = read_head(frames[0])
+            except Exception as exc:  # not an envelope: refuse it, unread
+                bad.append([task_id, "bad", f"not a serdoctor envelope: {exc}"])
+                continue
+            by_value = header.by_value and self.cfg.on_mismatch == "route"
+            task = _Task(int(task_id), frames, int(priority), walltime, by_value, now)
+            self.queued[task.id] = task
+            heap = self.queue_val if by_value else self.queue_ref
+            heapq.heappush(heap, (-task.priority, next(self.seq), task))
+        if bad:
+            self._send_client(m.LOST, {"tasks": bad})
+
+    def _cancel(self, ids: list[int]) -> None:
+        for task_id in ids:
+            self.queued.pop(int(task_id), None)  # left in the heap; skipped when popped
+
+    # -- pool side -------------------------------------------------------------------------
+
+    def _send_pool(self, pool: _Pool, kind: bytes, index: dict[str, Any], envs: Any = ()) -> None:
+        frames = m.pack(self.key, kind, index, envs)
+        m.send(self.pools_sock, frames, pool.ident)
+
+    def _from_pool(self, parts: list[Any]) -> None:
+        ident = bytes(parts[0].buffer)
+        try:
+            kind = bytes(parts[1].buffer)
+            msg = m.unpack(self.key, parts[1:], "results" if kind == m.RESULTS else None)
+        except m.BadMessage:
+            self.dropped += 1
+            self.pools_changed = True
+            return
+        if msg.kind == m.REGISTER:
+            self._register(ident, msg.index)
+            return
+        pool_id = self.by_ident.get(ident)
+        pool = self.pools.get(pool_id) if pool_id else None
+        if pool is None or pool.state == "refused":
+            return
+        pool.last_seen = time.monotonic()
+        if msg.kind == m.RESULTS:
+            rows = msg.index["results"]
+            out = []
+            for row in rows:
+                pool.outstanding.pop(int(row[0]), None)
+                out.append([row[0], row[1], pool_id])
+            self.results.extend(out)
+            self.result_envs.extend(m.split(msg.frames, [int(r[1]) for r in rows]))
+        elif msg.kind == m.HEARTBEAT:
+            pool.running = int(msg.index.get("running", 0))
+
+    def _register(self, ident: bytes, info: dict[str, Any]) -> None:
+        pool_id = str(info.get("pool_id", ""))
+        if not pool_id:
+            self.dropped += 1
+            return
+        python = str(info.get("python", ""))
+        minor = ".".join(python.split(".")[:2])
+        state = "pending" if self.cfg.on_mismatch == "error" else "active"
+        workers = max(1, int(info.get("workers", 1)))
+        prefetch = max(0, int(info.get("prefetch", workers)))
+        old = self.pools.get(pool_id)
+        if old is not None and old.ident != ident:
+            self.by_ident.pop(old.ident, None)
+        self.pools[pool_id] = _Pool(ident, info, workers + prefetch, minor, state, time.monotonic())
+        self.by_ident[ident] = pool_id
+        self.pools_changed = True
+        self._send_pool(self.pools[pool_id], m.HEARTBEAT, {"registered": True})
+
+    def _verdict(self, pool_id: str, accept: bool, reason: str) -> None:
+        pool = self.pools.get(pool_id)
+        if pool is None:
+            return
+        if accept:
+            pool.state = "active"
+        else:
+            pool.state, pool.reason = "refused", reason
+            self._send_pool(pool, m.SHUTDOWN, {"reason": reason})
+            self._requeue_or_lose(pool, "refused")
+        self.pools_changed = True
+
+    def _shutdown_pools(self, reason: str) -> None:
+        for pool in self.pools.values():
+            if pool.state != "refused":
+                self._send_pool(pool, m.SHUTDOWN, {"reason": reason})
+
+    # -- matching -------------------------------------------------------------------------
+
+    def _pop(self, heap: list[tuple[int, int, _Task]]) -> _Task | None:
+        while heap:
+            _, _, task = heapq.heappop(heap)
+            if self.queued.pop(task.id, None) is not None:
+                return task
+        return None
+
+    def _peek(self, heap: list[tuple[int, int, _Task]]) -> tuple[int, int] | None:
+        while heap and heap[0][2].id not in self.queued:
+            heapq.heappop(heap)
+        return (heap[0][0], heap[0][1]) if heap else None
+
+    def _dispatch(self) -> None:
+        if not self.queued:
+            return
+        for pool_id, pool in self.pools.items():
+            free = pool.capacity - len(pool.outstanding)
+            if pool.state != "active" or free <= 0:
+                continue
+            if pool.outstanding and free < max(1, pool.capacity // 3):
+                continue  # wait for a few free slots: fewer, larger messages
+            same_python = pool.python_minor == self.cfg.python_minor
+            batch: list[_Task] = []
+            while len(batch) < free:
+                ref, val = (
+                    self._peek(self.queue_ref),
+                    (self._peek(self.queue_val) if same_python else None),
+                )
+                if ref is None and val is None:
+                    break
+                task = self._pop(self.queue_val if ref is None or (val is not None and val < ref)
+                                 else self.queue_ref)  # fmt: skip
+                if task is not None:
+                    batch.append(task)
+            if not batch:
+                continue
+            for task in batch:
+                pool.outstanding[task.id] = task
+            rows = [[t.id, len(t.frames), t.walltime] for t in batch]
+            self._send_pool(pool, m.TASKS, {"tasks": rows}, [t.frames for t in batch])
+            self.started.setdefault(pool_id, []).extend(t.id for t in batch)
+            if not self.queued:
+                break
+
+    def _flush_client(self) -> None:
+        """One message for all that this turn of the loop has for the client."""
+        if not self.results and not self.started:
+            return
+        index = {"results": self.results, "started": self.started}
+        self._send_client(m.RESULTS, index, self.result_envs)
+        self.results, self.result_envs, self.started = [], [], {}
+
+    # -- time ------------------------------------------------------------------------------
+
+    def _requeue_or_lose(self, pool: _Pool, why: str) -> None:
+        lost = [[tid, "manager_lost", why] for tid in pool.outstanding]
+        pool.outstanding.clear()
+        if lost:
+            self._send_client(m.LOST, {"tasks": lost})
+
+    def _beat(self, now: float) -> None:
+        threshold = self.cfg.heartbeat_threshold
+        if now - self.client_seen > threshold or not self._client_alive():
+            self.running = False
+            return
+        for pool_id, pool in list(self.pools.items()):
+            if pool.state == "refused":
+                continue
+            if now - pool.last_seen > threshold:
+                host = pool.info.get("host", "?")
+                why = (
+                    f"pool {pool_id} on {host} (pid {pool.info.get('pid', '?')}) sent no "
+                    f"heartbeat for {now - pool.last_seen:.1f} s (heartbeat_threshold="
+                    f"{threshold:g})"
+                )
+                self._requeue_or_lose(pool, why)
+                del self.pools[pool_id]
+                self.by_ident.pop(pool.ident, None)
+                self.pools_changed = True
+                continue
+            self._send_pool(pool, m.HEARTBEAT, {})
+        self._fail_unroutable(now)
+        self._send_client(m.HEARTBEAT, {"queued": len(self.queued), "dropped": self.dropped})
+        if self.pools_changed or self.pools:
+            pools = self._describe(now, with_env=self.pools_changed)
+            self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
+            self.pools_changed = False
+
+    def _client_alive(self) -> bool:
+        pid = self.cfg.client_pid
+        if pid is None:
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _fail_unroutable(self, now: float) -> None:
+        if not self.queue_val or any(
+            p.state == "active" and p.python_minor == self.cfg.python_minor
+            for p in self.pools.values()
+        ):
+            return
+        lost = []
+        while self.queue_val and now - self.queue_val[0][2].submitted > self.cfg.grace:
+            task = self._pop(self.queue_val)
+            if task is None:
+                break
+            pythons = sorted({p.python_minor for p in self.pools.values()}) or ["none attached"]
+            lost.append([task.id, "incompatible",
+                         f"by-value code made by Python {self.cfg.python_minor} cannot run on "
+                         f"the attached pools (Python {', '.join(pythons)}), and no pool on "
+                         f"Python {self.cfg.python_minor} attached within {self.cfg.grace:g} s: "
+                         "start one on the client's Python, or make the function importable "
+                         "so it travels by reference"])  # fmt: skip
+        if lost:
+            self._send_client(m.LOST, {"tasks": lost})
+
+    def _describe(self, now: float, *, with_env: bool) -> list[dict[str, Any]]:
+        # the environment fingerprint is large: sent when pools change, not every beat
+        return [
+            {
+                **{k: v for k, v in p.info.items() if k != "env"},
+                **({"env": p.info.get("env")} if with_env else {}),
+                "state": p.state,
+                "reason": p.reason,
+                "outstanding": len(p.outstanding),
+                "running": p.running,
+                "last_heartbeat_age": round(now - p.last_seen, 3),
+            }
+            for p in self.pools.values()
+        ]
+
+    def close(self) -> None:
+        """Close the sockets and the context."""
+        self.clients.close(0)
+        self.pools_sock.close(linger=500)  # let the pools hear "shut down"
+        self.ctx.term()
+
+
+def main() -> int:
+    """Entry point: settings as JSON on stdin; one JSON line on stdout when bound."""
+    config = InterchangeConfig.from_json(sys.stdin.readline())
+    ix = Interchange(config)
+    try:
+        ports = ix.bind()
+    except zmq.ZMQError as exc:
+        print(json.dumps({"error": f"{exc} ({config.address})"}), flush=True)
+        ix.close()
+        return 2
+    print(json.dumps({"ready": ports}), flush=True)
+    try:
+        _profiled(ix.run, "interchange")
+    finally:
+        ix.close()
+    return 0
+
+
+def _profiled(run: Any, name: str) -> None:
+    """Run ``run()``; under ``SERDOCTOR_PROFILE_DIR`` (a developer's switch), profile it."""
+    folder = os.environ.get("SERDOCTOR_PROFILE_DIR")
+    if not folder:
+        run()
+        return
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        profile.runcall(run)
+    finally:
+        profile.dump_stats(os.path.join(folder, f"{name}-{os.getpid()}.prof"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The wire: every message between client, interchange and pools, and how it is signed.
+
+A message is one ZeroMQ multipart message::
+
+    [kind, index, frames..., mac]
+
+``kind`` is one byte (below); ``index`` is UTF-8 JSON (never pickle) that says
+what the message carries; ``frames`` are zero or more serdoctor envelopes
+(tasks or results), each made by ``Serializer.dumps_frames`` with the
+executor's key, so each ends with its own HMAC tag; ``mac`` is an
+HMAC-SHA256, under the same key, of ``kind``, ``index`` and each envelope's
+tag. Checking ``mac`` therefore authenticates the whole message without
+hashing large frames twice: the interchange verifies every message it
+receives and drops (and counts) anything unsigned, forged or malformed, and
+never unpickles anything; the worker's ``loads_frames`` verifies each
+envelope's own tag before it unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# client -> interchange
+TASKS = b"T"  # index: {"tasks": [[id, nframes, priority, walltime], ...]}
+CANCEL = b"C"  # index: {"ids": [...]}
+KICK = b"K"  # index: {"pool": id, "reason": text}: refuse a pool (on_mismatch="error")
+SHUTDOWN = b"X"
+# interchange -> client
+RESULTS = b"D"  # index: {"results": [[id, nframes, pool], ...], "started": {pool: [id, ...]}}
+LOST = b"L"  # index: {"tasks": [[id, kind, reason], ...]}
+POOLS = b"P"  # index: {"pools": [...], "dropped": n}
+# pool <-> interchange
+REGISTER = b"R"  # index: the pool's description and environment fingerprint
+HEARTBEAT = b"H"  # index: {"running": n} (pools), {} otherwise
+
+KINDS = frozenset({TASKS, CANCEL, KICK, SHUTDOWN, RESULTS, LOST, POOLS, REGISTER, HEARTBEAT})
+TAG_SIZE = 32
+
+
+class BadMessage(Exception):
+    """A message that is unsigned, forged, truncated or not ours; it is dropped."""
+
+
+def mac(
+    key: bytes, kind: bytes, index: bytes, frames: Sequence[Any], counts: Sequence[int]
+) -> bytes:
+    """The message MAC: over kind, index and the last frame (the tag) of each envelope."""
+    digest = hmac.new(key, kind, hashlib.sha256)
+    digest.update(len(index).to_bytes(4, "big"))
+    digest.update(index)
+    pos = 0
+    for n in counts:
+        pos += n
+        digest.update(frames[pos - 1])
+    return digest.digest()
+
+
+#: Frames smaller than this travel packed together in one ZeroMQ frame (one send,
+#: one allocation); larger ones travel as frames of their own, without a copy.
+SMALL = 64 << 10
+_SNDMORE = 2  # zmq.SNDMORE as a plain int: flag arithmetic on enums is slow
+
+
+def pack(
+    key: bytes,
+    kind: bytes,
+    index: dict[str, Any],
+    envelopes: Sequence[Sequence[Any]] = (),
+) -> list[Any]:
+    """The parts of one message carrying ``envelopes`` (each a list of frames).
+
+    Small frames are packed into one part; ``index["layout"]`` says where each
+    frame is (``[part, offset, length]``), so the receiver can cut them out
+    again without copying.
+    """
+    frames: list[Any] = [f for env in envelopes for f in env]
+    parts: list[Any] = []
+    if frames:
+        blob = bytearray()
+        layout = []
+        for frame in frames:
+            view = memoryview(frame)
+            n = view.nbytes
+            if n < SMALL:
+                layout.append([0, len(blob), n])
+                blob += view
+            else:
+                parts.append(frame)
+                layout.append([len(parts), 0, n])
+        parts.insert(0, blob)
+        index = {**index, "layout": layout}
+    head = json.dumps(index, separators=(",", ":")).encode()
+    counts = [len(env) for env in envelopes]
+    return [kind, head, *parts, mac(key, kind, head, frames, counts)]
+
+
+def send(sock: Any, parts: Sequence[Any], ident: bytes | None = None) -> None:
+    """Send a message's parts: small ones copied (cheaper), large ones without a copy."""
+    if ident is not None:
+        sock.send(ident, _SNDMORE)
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        n = memoryview(part).nbytes
+        sock.send(part, 0 if i == last else _SNDMORE, copy=n < SMALL)
+
+
+@dataclass
+class Message:
+    """A verified message: its kind, decoded index, and the envelopes' frames."""
+
+    kind: bytes
+    index: dict[str, Any]
+    frames: list[Any] = field(default_factory=list)
+
+
+def _buf(frame: Any) -> Any:
+    return frame.buffer if hasattr(frame, "buffer") else frame
+
+
+def unpack(key: bytes, parts: Sequence[Any], counts_of: str | None = None) -> Message:
+    """Verify and decode ``parts`` (as received; zmq Frames or bytes).
+
+    ``counts_of`` names the index entry whose rows start with ``[id, nframes]``
+    and so say how the frames split into envelopes. Raises :class:`BadMessage`.
+    """
+    if len(parts) < 3:
+        raise BadMessage(f"{len(parts)} frames: a message has at least 3")
+    kind = bytes(_buf(parts[0]))
+    if kind not in KINDS:
+        raise BadMessage(f"unknown message kind {kind[:8]!r}")
+    head = bytes(_buf(parts[1]))
+    tag = bytes(_buf(parts[-1]))
+    if len(tag) != TAG_SIZE:
+        raise BadMessage("no MAC")
+    try:
+        index = json.loads(head)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadMessage(f"index is not JSON: {exc}") from None
+    if not isinstance(index, dict):
+        raise BadMessage("index is not a JSON object")
+    frames = _cut([memoryview(_buf(p)) for p in parts[2:-1]], index.pop("layout", None))
+    counts: list[int] = []
+    if counts_of is not None:
+        rows = index.get(counts_of)
+        if not isinstance(rows, list):
+            raise BadMessage(f"index has no {counts_of!r} list")
+        try:
+            counts = [int(row[1]) for row in rows]
+        except (TypeError, ValueError, IndexError):
+            raise BadMessage(f"malformed {counts_of!r} rows") from None
+        if sum(counts) != len(frames) or any(n < 1 for n in counts):
+            raise BadMessage("frame counts do not match the frames")
+    elif frames:
+        raise BadMessage("unexpected frames")
+    if not hmac.compare_digest(mac(key, kind, head, frames, counts), tag):
+        raise BadMessage("MAC does not match: unsigned, forged or signed with another key")
+    return Message(kind, index, frames)
+
+
+def _cut(parts: list[memoryview], layout: Any) -> list[memoryview]:
+    if layout is None:
+        if parts:
+            raise BadMessage("frames without a layout")
+        return []
+    try:
+        frames = []
+        for part, offset, length in layout:
+            view = parts[part]
+            if offset < 0 or length < 0 or offset + length > view.nbytes:
+                raise BadMessage("layout points outside its part")
+            frames.append(view[offset : offset + length])
+        return frames
+    except (TypeError, ValueError, IndexError):
+        raise BadMessage("malformed layout") from None
+
+
+def split(frames: Sequence[Any], counts: Sequence[int]) -> list[list[Any]]:
+    """Cut a message's frames back into envelopes."""
+    out, pos = [], 0
+    for n in counts:
+        out.append(list(frames[pos : pos + n]))
+        pos += n
+    return out

@@ -1,0 +1,344 @@
+"""A worker pool (the manager): one ZeroMQ connection to the interchange, N worker processes.
+
+::
+
+    interchange ROUTER ◀──DEALER── manager ──socket pair──▶ worker 0
+                                     │      ──socket pair──▶ worker 1 ...
+                                     └ registers (environment fingerprint), heartbeats,
+                                       replaces dead workers, enforces walltimes
+
+Workers are forked from the manager (cheap, copy-on-write), the first ones
+before ZeroMQ starts. A worker that dies (signal, ``os._exit``, segfault, out
+of memory) fails its task with :class:`~serdoctor.errors.WorkerLost`, naming
+the signal or exit code; a task past its walltime fails with
+:class:`~serdoctor.errors.TaskTimeout`. Either way the worker is replaced and
+the other tasks go on. The pool exits when the interchange tells it to, or
+when the interchange has been silent for ``heartbeat_threshold`` seconds.
+
+``ser-doctor worker tcp://HOST:PORT --workers N --key-file KEY`` runs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from serdoctor.execute import _messages as m
+from serdoctor.execute import _worker
+from serdoctor.execute._config import Secrets
+
+
+@dataclass
+class _Pending:
+    id: int
+    frames: list[Any]
+    walltime: float | None
+
+
+#: Tasks handed to one worker ahead of time: it starts the next as soon as one ends.
+INFLIGHT = 2
+
+
+@dataclass
+class _Slot:
+    pid: int
+    sock: socket.socket
+    inflight: collections.deque[_Pending] = field(default_factory=collections.deque)
+    started: float = 0.0  # when the first in-flight task began
+
+    @property
+    def task(self) -> int | None:
+        """The task the worker is running now."""
+        return self.inflight[0].id if self.inflight else None
+
+    @property
+    def walltime(self) -> float | None:
+        """The running task's walltime."""
+        return self.inflight[0].walltime if self.inflight else None
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        hint = {
+            "SIGKILL": " (killed: often the kernel's out-of-memory killer)",
+            "SIGSEGV": " (a segmentation fault: a crash in compiled code)",
+            "SIGBUS": " (a bus error: a crash in compiled code)",
+            "SIGABRT": " (aborted)",
+        }.get(name, "")
+        return f"killed by {name} (signal {sig}){hint}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+@dataclass
+class Pool:
+    """The manager's state and loop."""
+
+    url: str
+    secrets: Secrets
+    workers: int
+    heartbeat: float = 2.0
+    heartbeat_threshold: float = 10.0
+    prefetch: int | None = None
+    block_id: str | None = None
+    pool_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+
+    def __post_init__(self) -> None:
+        self.slots: dict[int, _Slot] = {}
+        self.queue: collections.deque[_Pending] = collections.deque()
+        self.out: list[tuple[int, list[Any]]] = []
+        self.running = True
+        self.reason = ""
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        pid, sock = _worker.start(self.secrets.key)
+        self.slots[sock.fileno()] = _Slot(pid, sock)
+
+    def _reap(self, slot: _Slot, why: str | None = None) -> None:
+        """Collect a dead (or killed) worker, fail its task, start a replacement."""
+        from serdoctor.errors import TaskTimeout, WorkerLost
+
+        self.slots.pop(slot.sock.fileno(), None)
+        slot.sock.close()
+        _, status = os.waitpid(slot.pid, 0)
+        for waiting in reversed(list(slot.inflight)[1:]):  # not started: they go to another worker
+            self.queue.appendleft(waiting)
+        if slot.task is not None:
+            if why is not None:
+                exc: BaseException = TaskTimeout(why)
+            else:
+                exc = WorkerLost(
+                    f"the worker process (pid {slot.pid}) running task {slot.task} "
+                    f"{_describe_exit(status)}; its task failed, the worker was replaced",
+                    exit_status=status,
+                )
+            self.out.append((slot.task, self.serializer.dumps_frames(("err", exc))))
+        if self.running:
+            self._spawn()
+
+    def _feed(self) -> None:
+        for depth in range(INFLIGHT):  # first one task for every idle worker, then a second
+            for slot in self.slots.values():
+                if not self.queue:
+                    return
+                if len(slot.inflight) != depth:
+                    continue
+                task = self.queue.popleft()
+                if not slot.inflight:
+                    slot.started = time.monotonic()
+                slot.inflight.append(task)
+                # a worker that died is reaped when the poller sees its closed socket
+                with contextlib.suppress(OSError):
+                    _worker.send_frames(slot.sock, task.id, task.frames)
+
+    def _walltimes(self, now: float) -> None:
+        for slot in list(self.slots.values()):
+            if slot.task is not None and slot.walltime and now - slot.started > slot.walltime:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGKILL)
+                self._reap(
+                    slot,
+                    f"task {slot.task} ran longer than its walltime ({slot.walltime:g} s): "
+                    f"its worker (pid {slot.pid}) was killed and replaced",
+                )
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Connect, register, serve; the exit code."""
+        import zmq
+
+        from serdoctor.serialize import Serializer, environment
+
+        for _ in range(self.workers):  # before ZeroMQ's threads exist
+            self._spawn()
+        self.serializer = Serializer(key=self.secrets.key)
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IDENTITY, self.pool_id.encode())
+        if self.secrets.curve_server_public:
+            public, secret = zmq.curve_keypair()
+            sock.curve_serverkey = self.secrets.curve_server_public
+            sock.curve_publickey, sock.curve_secretkey = public, secret
+        sock.connect(self.url)
+        key = self.secrets.key
+        register = {
+            "pool_id": self.pool_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "python": platform.python_version(),
+            "workers": self.workers,
+            "prefetch": 2 * self.workers if self.prefetch is None else self.prefetch,
+            "block_id": self.block_id,
+            "env": environment().to_dict(),
+        }
+        m.send(sock, m.pack(key, m.REGISTER, register))
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        last_heard = time.monotonic()
+        next_beat = last_heard + self.heartbeat
+        registered_fds: set[int] = set()
+        try:
+            while self.running:
+                for fd in set(self.slots) - registered_fds:
+                    poller.register(fd, zmq.POLLIN)
+                for fd in registered_fds - set(self.slots):
+                    with contextlib.suppress(KeyError):
+                        poller.unregister(fd)
+                registered_fds = set(self.slots)
+                timeout = max(1, int(self.heartbeat * 250))
+                events = dict(poller.poll(timeout))
+                if sock in events:
+                    for _ in range(100):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        last_heard = time.monotonic()
+                        self._handle(parts)
+                for fd, slot in list(self.slots.items()):
+                    if fd in events:
+                        message = _worker.recv_frames(slot.sock)
+                        if message is None:
+                            self._reap(slot)
+                        else:
+                            self.out.append(message)
+                            slot.inflight.popleft()
+                            slot.started = time.monotonic()
+                self._feed()
+                if self.out:
+                    rows = [[tid, len(frames)] for tid, frames in self.out]
+                    envs = [frames for _, frames in self.out]
+                    m.send(sock, m.pack(key, m.RESULTS, {"results": rows}, envs))
+                    self.out.clear()
+                now = time.monotonic()
+                self._walltimes(now)
+                if now >= next_beat:
+                    next_beat = now + self.heartbeat
+                    running = sum(1 for s in self.slots.values() if s.task is not None)
+                    m.send(sock, m.pack(key, m.HEARTBEAT, {"running": running}))
+                if now - last_heard > self.heartbeat_threshold:
+                    self.reason = (
+                        f"the interchange at {self.url} was silent for "
+                        f"{now - last_heard:.1f} s "
+                        f"(heartbeat_threshold={self.heartbeat_threshold:g})"
+                    )
+                    self.running = False
+        finally:
+            self._stop_workers()
+            sock.close(0)
+            ctx.term()
+        if self.reason:
+            print(f"ser-doctor worker: stopping: {self.reason}", file=sys.stderr, flush=True)
+        return 0
+
+    def _handle(self, parts: list[Any]) -> None:
+        kind = bytes(parts[0].buffer) if parts else b""
+        try:
+            msg = m.unpack(self.secrets.key, parts, "tasks" if kind == m.TASKS else None)
+        except m.BadMessage:
+            return
+        if msg.kind == m.TASKS:
+            rows = msg.index["tasks"]
+            for row, frames in zip(
+                rows, m.split(msg.frames, [int(r[1]) for r in rows]), strict=True
+            ):
+                self.queue.append(_Pending(int(row[0]), frames, row[2]))
+        elif msg.kind == m.SHUTDOWN:
+            self.reason = str(msg.index.get("reason", "told to by the interchange"))
+            self.running = False
+
+    def _stop_workers(self) -> None:
+        for slot in self.slots.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGKILL)
+        for slot in self.slots.values():
+            slot.sock.close()
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(slot.pid, 0)
+        self.slots.clear()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The ``ser-doctor worker`` arguments."""
+    parser = argparse.ArgumentParser(prog="ser-doctor worker", description=__doc__)
+    parser.add_argument("url", help="the interchange's pool address, tcp://HOST:PORT")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--key-file", required=True, help="the executor's key file ('-': stdin)")
+    parser.add_argument("--heartbeat", type=float, default=2.0)
+    parser.add_argument("--heartbeat-threshold", type=float, default=10.0)
+    parser.add_argument("--prefetch", type=int, default=None)
+    parser.add_argument("--block-id", default=None)
+    return parser.parse_args(argv)
+
+
+def check_url(url: str) -> str:
+    """``tcp://HOST:PORT`` or a ValueError that says what is wrong."""
+    if not url.startswith("tcp://") or ":" not in url[6:]:
+        raise ValueError(f"{url!r} is not an interchange address: use tcp://HOST:PORT")
+    host, _, port = url[6:].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{url!r} is not an interchange address: use tcp://HOST:PORT")
+    return url
+
+
+def serve(
+    url: str,
+    *,
+    workers: int,
+    key_file: str,
+    heartbeat: float = 2.0,
+    heartbeat_threshold: float = 10.0,
+    prefetch: int | None = None,
+    block_id: str | None = None,
+) -> int:
+    """Run a pool until the interchange lets it go; 2 with a message on bad arguments."""
+    try:
+        check_url(url)
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, not {workers}")
+        secrets = (
+            Secrets.from_json(sys.stdin.readline()) if key_file == "-" else Secrets.read(key_file)
+        )
+    except ValueError as exc:
+        print(f"ser-doctor worker: error: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    pool = Pool(url, secrets, workers, heartbeat, heartbeat_threshold, prefetch, block_id)
+    return pool.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m serdoctor.execute._pool``."""
+    args = parse_args(argv)
+    return serve(
+        args.url,
+        workers=args.workers,
+        key_file=args.key_file,
+        heartbeat=args.heartbeat,
+        heartbeat_threshold=args.heartbeat_threshold,
+        prefetch=args.prefetch,
+        block_id=args.block_id,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

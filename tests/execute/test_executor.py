@@ -1,0 +1,244 @@
+"""The executor's contract: concurrent.futures semantics, through serdoctor's stack."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import serdoctor
+from serdoctor.errors import DependencyError, SerializationError, TaskTimeout
+from serdoctor.execute import Executor
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_submit_map_and_context_manager(executor: Executor) -> None:
+    assert isinstance(executor, concurrent.futures.Executor)
+    assert executor.submit(pow, 2, 10).result(timeout=20) == 1024
+    assert list(executor.map(abs, range(-50, 0))) == list(range(50, 0, -1))
+    assert executor.submit(sorted, [3, 1, 2], reverse=True).result(20) == [3, 2, 1]
+
+
+def test_lambdas_closures_and_main_functions_run_on_workers(tmp_path: Path) -> None:
+    # A script: its functions and classes live in __main__, which workers do not have.
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import functools
+        import serdoctor
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+
+        def norm(p):
+            return (p.x ** 2 + p.y ** 2) ** 0.5
+
+        def make_adder(n):
+            return lambda x: x + n
+
+        def traced(fn):
+            @functools.wraps(fn)
+            def wrapper(*args):
+                return ("traced", fn(*args))
+            return wrapper
+
+        @traced
+        def double(x):
+            return 2 * x
+
+        if __name__ == "__main__":
+            with serdoctor.Executor(workers=2, heartbeat=0.2, heartbeat_threshold=1.5) as ex:
+                print(ex.submit(norm, Point(3, 4)).result(20))
+                print(ex.submit(make_adder(10), 5).result(20))
+                print(ex.submit(lambda: [i * i for i in range(4)]).result(20))
+                print(ex.submit(double, 21).result(20))
+                print(type(ex.submit(lambda: Point(1, 2)).result(20)).__name__)
+    """))
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=50, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:5] == ["5.0", "15", "[0, 1, 4, 9]", "('traced', 42)", "Point"]
+
+
+class WorkerOnlyError(ValueError):
+    """Raised on the worker; its class travels by value with the function."""
+
+
+def test_remote_exceptions_are_catchable_by_their_base_and_keep_the_traceback(
+    executor: Executor,
+) -> None:
+    def fails(x: int) -> int:
+        raise WorkerOnlyError(f"bad value {x}")
+
+    future = executor.submit(fails, 7)
+    with pytest.raises(ValueError, match="bad value 7") as info:
+        future.result(timeout=20)
+    assert "fails" in "".join(getattr(info.value, "remote_traceback", "") or "") or (
+        info.value.__traceback__ is not None
+    )
+
+
+def test_an_exception_class_only_the_worker_has_arrives_as_a_catchable_stand_in(
+    tmp_path: Path,
+) -> None:
+    # the module exists only on the pool's PYTHONPATH: the client cannot import the class
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "poolonly.py").write_text(
+        "class PoolOnlyError(KeyError):\n    pass\n\n"
+        "def boom(key):\n    raise PoolOnlyError(key)\n"
+    )
+    with Executor(workers=1, worker_env={"PYTHONPATH": str(lib)}, heartbeat=0.2,
+                  heartbeat_threshold=1.5) as ex:  # fmt: skip
+        call = ex.submit(eval, "__import__('poolonly').boom('missing-key')")
+        with pytest.raises(KeyError) as info:
+            call.result(timeout=20)
+    error = info.value
+    assert type(error).__name__ == "PoolOnlyError"
+    assert isinstance(error, serdoctor.RemoteException)
+    assert "poolonly.py" in error.remote_traceback
+
+
+def test_large_arrays_travel_out_of_band(executor: Executor) -> None:
+    data = np.arange(2_000_000, dtype=np.float64)  # 16 MB
+    back = executor.submit(np.negative, data).result(timeout=30)
+    assert back.shape == data.shape and back[123] == -123.0
+
+
+def test_dependencies_are_resolved_inside_containers(executor: Executor) -> None:
+    a = executor.submit(pow, 2, 5)
+    b = executor.submit(pow, 3, 2)
+    total = executor.submit(sum, [a, b, 1])
+    nested = executor.submit(dict, {"a": a, "pair": (b, {b})})
+    assert total.result(timeout=20) == 42
+    assert nested.result(timeout=20) == {"a": 32, "pair": (9, {9})}
+
+
+def test_a_failed_dependency_fails_the_chain_with_dependency_error(executor: Executor) -> None:
+    bad = executor.submit(math.sqrt, -1)
+    middle = executor.submit(abs, bad)
+    last = executor.submit(str, [middle])
+    with pytest.raises(DependencyError) as info:
+        last.result(timeout=20)
+    assert len(info.value.chain) == 3
+    assert "math domain error" in str(info.value)
+    assert isinstance(info.value.__cause__, DependencyError)
+
+
+def test_retries_and_the_retry_handler(tmp_path: Path) -> None:
+    counter = tmp_path / "tries"
+
+    def flaky(path: str) -> int:
+        with open(path, "a") as f:
+            f.write("x")
+        with open(path) as f:
+            tries = len(f.read())
+        if tries < 3:
+            raise ConnectionError(f"try {tries}")
+        return tries
+
+    with Executor(workers=1, retries=2, heartbeat=0.2, heartbeat_threshold=1.5) as ex:
+        assert ex.submit(flaky, str(counter)).result(timeout=20) == 3
+        # a handler that says a ValueError is not worth retrying
+        seen: list[str] = []
+
+        def handler(exc: BaseException, info: object) -> float:
+            seen.append(type(exc).__name__)
+            return math.inf if isinstance(exc, ValueError) else 1
+
+        ex.retry_handler = handler
+        with pytest.raises(ValueError):
+            ex.options(retries=5).submit(int, "not a number").result(timeout=20)
+    assert seen == ["ValueError"]
+
+
+def test_walltime_fails_the_task_and_replaces_the_worker(executor: Executor) -> None:
+    slow = executor.options(walltime=0.5).submit(time.sleep, 30)
+    started = time.monotonic()
+    with pytest.raises(TaskTimeout, match="walltime"):
+        slow.result(timeout=20)
+    assert time.monotonic() - started < 5
+    assert executor.submit(os.getpid).result(timeout=20) > 0  # the pool still serves
+
+
+def test_cancel_removes_queued_tasks(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with Executor(workers=1, heartbeat=0.2, heartbeat_threshold=1.5) as ex:
+        blocker = ex.submit(time.sleep, 1.0)
+        queued = [ex.submit(Path.touch, marker / str(i)) for i in range(3)]
+        marker.mkdir()
+        later = ex.options(priority=-1).submit(Path.touch, marker / "late")
+        assert later.cancel()
+        blocker.result(timeout=20)
+        for f in queued:
+            f.result(timeout=20)
+    assert later.cancelled()
+    assert not (marker / "late").exists()
+
+
+def test_shutdown_with_cancel_futures_cancels_what_is_queued() -> None:
+    ex = Executor(workers=1, heartbeat=0.2, heartbeat_threshold=1.5)
+    running = ex.submit(time.sleep, 0.5)
+    queued = [ex.submit(time.sleep, 5) for _ in range(5)]
+    time.sleep(0.2)
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert running.result(timeout=1) is None
+    assert sum(f.cancelled() for f in queued) >= 3
+
+
+def test_bad_input_gets_clear_errors(executor: Executor) -> None:
+    with pytest.raises(TypeError, match="needs a callable"):
+        executor.submit(42)  # type: ignore[arg-type]
+    with pytest.raises(SerializationError) as info:
+        executor.submit(len, {"jobs": [1, {"feed": (i for i in range(3))}]})
+    assert "['jobs'][1]['feed']" in str(info.value)
+    executor.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(abs, 1)
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"could not listen on 127.0.0.1:{port}"):
+            Executor(workers=0, port=port)
+
+
+def test_a_result_that_cannot_load_here_fails_only_its_own_future(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "poolmod.py").write_text("class Thing:\n    pass\n")
+    with Executor(workers=1, worker_env={"PYTHONPATH": str(lib)}, heartbeat=0.2,
+                  heartbeat_threshold=1.5) as ex:  # fmt: skip
+        bad = ex.submit(eval, "__import__('poolmod').Thing()")
+        good = ex.submit(abs, -3)
+        with pytest.raises(serdoctor.MissingModuleError, match="poolmod"):
+            bad.result(timeout=20)
+        assert good.result(timeout=20) == 3
+        assert ex.submit(abs, -4).result(timeout=20) == 4
+
+
+def test_pools_reports_the_attached_pool(executor: Executor) -> None:
+    executor.submit(abs, 1).result(timeout=20)
+    deadline = time.monotonic() + 10
+    while not executor.pools():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (pool,) = executor.pools()
+    assert pool.workers == 2 and pool.state == "active"
+    assert pool.python.startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    assert pool.env_digest
