@@ -695,16 +695,17 @@ class Executor(concurrent.futures.Executor):
             seen.add(pool_id)
             known = self._pools.get(pool_id, {})
             new = pool_id not in self._pools
-            self._pools[pool_id] = {**known, **info, "seen": time.time()}
-            if new and "env" in info:
-                self._judge_pool(pool_id, info, sock)
+            entry = {**known, **info, "seen": time.time()}
+            if "env" in info and pool_id not in self._verdicts:
+                self._judge_pool(pool_id, entry, sock)  # before anyone can see the pool
+            self._pools[pool_id] = entry
             if self._monitor is not None:
                 if new:
                     self._monitor.pool_registered(
                         pool_id, host=str(info.get("host")), pid=int(info.get("pid", 0)),
                         python=str(info.get("python")), env_digest=None,
                         workers=int(info.get("workers", 0)), block_id=info.get("block_id"),
-                        mismatch=self._pools[pool_id].get("mismatch"),
+                        mismatch=entry.get("mismatch"),
                     )  # fmt: skip
                 self._monitor.pool_heartbeat(pool_id, int(info.get("running", 0)))
         for pool_id in set(self._pools) - seen:
@@ -721,6 +722,7 @@ class Executor(concurrent.futures.Executor):
         return self._env_cache
 
     def _judge_pool(self, pool_id: str, info: dict[str, Any], sock: Any) -> None:
+        """Compare a new pool's environment with ours; refuse, warn or route (``on_mismatch``)."""
         from serdoctor.serialize import Environment
 
         try:
@@ -734,7 +736,8 @@ class Executor(concurrent.futures.Executor):
                 for d in diff.differences
                 if d.severity == "breaks"
             )
-        self._pools[pool_id]["mismatch"] = reason or None
+        info["mismatch"] = reason or None
+        self._verdicts[pool_id] = not matters
         if self.on_mismatch == "error":
             accept = not matters
             text = (
@@ -742,8 +745,8 @@ class Executor(concurrent.futures.Executor):
             )
             if not accept:
                 log.error("%s", text)
-                self._pools[pool_id]["state"] = "refused"
-                self._pools[pool_id]["reason"] = text
+                info["state"] = "refused"
+                info["reason"] = text
             index = {"pool": pool_id, "accept": accept, "reason": text}
             m.send(sock, m.pack(self._secrets.key, m.KICK, index))
         elif matters and reason:

@@ -217,7 +217,7 @@ class Interchange:
             return
         pool_id = self.by_ident.get(ident)
         pool = self.pools.get(pool_id) if pool_id else None
-        if pool is None or pool.state == "refused":
+        if pool_id is None or pool is None or pool.state == "refused":
             return
         pool.last_seen = time.monotonic()
         if msg.kind == m.RESULTS:
@@ -230,6 +230,19 @@ class Interchange:
             self.result_envs.extend(m.split(msg.frames, [int(r[1]) for r in rows]))
         elif msg.kind == m.HEARTBEAT:
             pool.running = int(msg.index.get("running", 0))
+            if msg.index.get("leaving"):
+                self._leave(pool_id, pool)
+
+    def _leave(self, pool_id: str, pool: _Pool) -> None:
+        """A pool that stops on purpose: what it had not finished goes back in the queue."""
+        for task in pool.outstanding.values():
+            self.queued[task.id] = task
+            heap = self.queue_val if task.by_value else self.queue_ref
+            heapq.heappush(heap, (-task.priority, next(self.seq), task))
+        pool.outstanding.clear()
+        del self.pools[pool_id]
+        self.by_ident.pop(pool.ident, None)
+        self.pools_changed = True
 
     def _register(self, ident: bytes, info: dict[str, Any]) -> None:
         pool_id = str(info.get("pool_id", ""))

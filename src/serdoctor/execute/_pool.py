@@ -102,6 +102,7 @@ class Pool:
         self.queue: collections.deque[_Pending] = collections.deque()
         self.out: list[tuple[int, list[Any]]] = []
         self.running = True
+        self.told_to_stop = False
         self.reason = ""
 
     # -- workers ---------------------------------------------------------------------------
@@ -243,7 +244,10 @@ class Pool:
                     self.running = False
         finally:
             self._stop_workers()
-            sock.close(0)
+            if not self.told_to_stop:  # leaving on our own: the interchange requeues our tasks
+                with contextlib.suppress(Exception):
+                    m.send(sock, m.pack(key, m.HEARTBEAT, {"leaving": True, "running": 0}))
+            sock.close(linger=500)
             ctx.term()
         if self.reason:
             print(f"ser-doctor worker: stopping: {self.reason}", file=sys.stderr, flush=True)
@@ -263,6 +267,7 @@ class Pool:
                 self.queue.append(_Pending(int(row[0]), frames, row[2]))
         elif msg.kind == m.SHUTDOWN:
             self.reason = str(msg.index.get("reason", "told to by the interchange"))
+            self.told_to_stop = True
             self.running = False
 
     def _stop_workers(self) -> None:

@@ -1,0 +1,160 @@
+"""The fault suite: kill each part for real, check what the user sees, how long it took,
+and that no process is left behind."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from serdoctor.errors import InterchangeLost, ManagerLost, WorkerLost
+from serdoctor.execute import Executor
+
+pytestmark = pytest.mark.timeout(60)
+THRESHOLD = 1.5
+
+
+def _kill_self(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(10)
+
+
+def _segfault() -> None:
+    ctypes.string_at(0)
+
+
+def _exit(code: int) -> None:
+    os._exit(code)
+
+
+def _kill_once(marker: str) -> str:
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "second try"
+
+
+def _children(kind: str) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if any(kind in part for part in p.cmdline())
+    ]
+
+
+def _gone(pids: list[int], seconds: float) -> float:
+    """Seconds until every pid has exited (fails after ``seconds``)."""
+    start = time.monotonic()
+    while True:
+        alive = [pid for pid in pids if psutil.pid_exists(pid)
+                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+        if not alive:
+            return time.monotonic() - start
+        assert time.monotonic() - start < seconds, f"still running: {alive}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("task", "arg", "words"),
+    [
+        (_kill_self, signal.SIGKILL, "killed by SIGKILL"),
+        (_segfault, None, "killed by SIGSEGV"),
+        (_exit, 3, "exited with code 3"),
+    ],
+)
+def test_a_dying_worker_fails_its_task_with_worker_lost(
+    executor: Executor, task: object, arg: object, words: str
+) -> None:
+    others = [executor.submit(time.sleep, 0.3) for _ in range(3)]
+    start = time.monotonic()
+    doomed = executor.submit(task, arg) if arg is not None else executor.submit(task)  # type: ignore[arg-type]
+    with pytest.raises(WorkerLost, match=words) as info:
+        doomed.result(timeout=20)
+    assert time.monotonic() - start < 5
+    assert "the worker was replaced" in str(info.value)
+    assert [f.result(timeout=20) for f in others] == [None] * 3  # others unaffected
+    assert executor.submit(abs, -5).result(timeout=20) == 5  # a replacement serves
+
+
+def test_worker_lost_is_retried_within_the_budget(tmp_path: Path) -> None:
+    with Executor(workers=1, retries=1, heartbeat=0.2, heartbeat_threshold=THRESHOLD) as ex:
+        assert ex.submit(_kill_once, str(tmp_path / "once")).result(timeout=20) == "second try"
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_a_lost_pool_fails_its_tasks_with_manager_lost(executor: Executor, how: str) -> None:
+    executor.submit(abs, 1).result(timeout=20)
+    (pool,) = [p for p in _children("serdoctor.execute._pool") if p.parent().pid == os.getpid()]
+    victims = pool.children()
+    futures = [executor.submit(time.sleep, 5) for _ in range(2)]
+    time.sleep(0.3)  # they are on the pool now
+    start = time.monotonic()
+    os.kill(pool.pid, getattr(signal, how))
+    try:
+        for f in futures:
+            with pytest.raises(ManagerLost, match="sent no heartbeat") as info:
+                f.result(timeout=20)
+        took = time.monotonic() - start
+        assert THRESHOLD - 0.3 <= took < THRESHOLD + 3, took  # counted from its last heartbeat
+        assert pool.pid == int(str(info.value).split("(pid ")[1].split(")")[0])
+    finally:
+        if how == "SIGSTOP":
+            os.kill(pool.pid, signal.SIGKILL)
+    # the pool's workers do not outlive it: their socket to it closed
+    _gone([pool.pid, *[v.pid for v in victims]], 10)
+
+
+def test_a_dead_interchange_fails_pending_futures_and_shutdown_returns() -> None:
+    ex = Executor(workers=1, heartbeat=0.2, heartbeat_threshold=THRESHOLD)
+    ex.submit(abs, 1).result(timeout=20)
+    (interchange,) = _children("serdoctor.execute._interchange")
+    pool_pids = [p.pid for p in _children("serdoctor.execute._pool")]
+    pending = [ex.submit(time.sleep, 5) for _ in range(3)]
+    start = time.monotonic()
+    interchange.kill()
+    for f in pending:
+        with pytest.raises(InterchangeLost, match="exited with code"):
+            f.result(timeout=20)
+    assert time.monotonic() - start < THRESHOLD + 2
+    with pytest.raises(InterchangeLost):
+        ex.submit(abs, 2)
+    start = time.monotonic()
+    ex.shutdown()
+    assert time.monotonic() - start < 10
+    _gone(pool_pids, THRESHOLD + 5)
+
+
+def test_a_killed_client_leaves_no_process_behind(tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, time, psutil, serdoctor
+        ex = serdoctor.Executor(workers=2, heartbeat=0.2, heartbeat_threshold=1.5)
+        ex.submit(abs, 1).result(timeout=20)
+        kids = psutil.Process().children(recursive=True)
+        print(" ".join(str(k.pid) for k in kids), flush=True)
+        ex.submit(time.sleep, 60)
+        time.sleep(60)
+    """))
+    client = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert client.stdout is not None
+        pids = [int(p) for p in client.stdout.readline().split()]
+        assert len(pids) >= 4  # interchange, pool, two workers
+        os.kill(client.pid, signal.SIGKILL)
+        client.wait(10)
+        took = _gone(pids, THRESHOLD + 5)
+        assert took < THRESHOLD + 5
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)

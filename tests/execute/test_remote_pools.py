@@ -1,0 +1,165 @@
+"""Pools started elsewhere: ``ser-doctor worker`` processes, late attach, another Python."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serdoctor.errors import IncompatiblePythonError
+from serdoctor.execute import Executor
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"heartbeat": 0.2, "heartbeat_threshold": 1.5}
+
+
+def _start(command: str, python_bin: Path | None = None) -> subprocess.Popen[str]:
+    argv = shlex.split(command)
+    if python_bin is not None:  # the same command, from another interpreter's venv
+        argv[0] = str(python_bin / "ser-doctor")
+    else:
+        argv[0] = str(Path(sys.executable).parent / "ser-doctor")
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+    return err
+
+
+def _wait_pools(ex: Executor, n: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while len([p for p in ex.pools() if p.state != "lost"]) < n:
+        assert time.monotonic() < deadline, ex.pools()
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_started_by_hand_attaches_late_and_runs_waiting_tasks() -> None:
+    with Executor(workers=0, **FAST) as ex:
+        early = [ex.submit(pow, 2, i) for i in range(5)]  # no pool yet: they wait
+        time.sleep(0.5)
+        assert not any(f.done() for f in early)
+        command = ex.worker_command(workers=2)
+        assert command.startswith("ser-doctor worker tcp://127.0.0.1:")
+        key_file = Path(shlex.split(command)[shlex.split(command).index("--key-file") + 1])
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        first, second = _start(command), _start(command)
+        try:
+            assert [f.result(timeout=30) for f in early] == [1, 2, 4, 8, 16]
+            _wait_pools(ex, 2)
+            pids = {ex.submit(os.getpid).result(timeout=20) for _ in range(20)}
+            assert pids  # workers of either pool
+            # one pool leaves (SIGTERM) with tasks queued: they finish on the other
+            slow = [ex.submit(time.sleep, 0.2) for _ in range(8)]
+            _stop(first)
+            assert [f.result(timeout=30) for f in slow] == [None] * 8
+            assert ex.submit(abs, -3).result(timeout=20) == 3
+        finally:
+            _stop(first)
+            err = _stop(second)
+        assert "Traceback" not in err
+
+
+@pytest.mark.timeout(30)
+def test_bad_worker_arguments_get_one_clear_line(tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).parent / "ser-doctor")
+    bad_key = tmp_path / "key"
+    bad_key.write_text("nonsense")
+    bad_key.chmod(0o600)
+    cases = [
+        (["worker", "localhost:5000", "--key-file", str(bad_key)], "not an interchange address"),
+        (["worker", "tcp://127.0.0.1:5000", "--key-file", str(tmp_path / "missing")],
+         "cannot read key file"),
+        (["worker", "tcp://127.0.0.1:5000", "--key-file", str(bad_key)],
+         "not a serdoctor key file"),
+    ]  # fmt: skip
+    for args, words in cases:
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=20)
+        assert proc.returncode == 2, proc.stderr
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- a pool on another Python ------------------------------------------------------------
+
+
+def _python(version: str) -> Path:
+    root = subprocess.run(
+        ["pyenv", "prefix", version], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    exe = Path(root) / "bin" / "python3"
+    if not exe.exists():
+        pytest.fail(f"Python {version} is not installed: pyenv install {version}")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def py312_bin() -> Iterator[Path]:
+    """A Python 3.12 venv with this serdoctor installed (built once for the module)."""
+    if platform.python_version().startswith("3.12"):
+        pytest.fail("these tests need a client that is not on Python 3.12: run them on 3.11")
+    folder = Path(tempfile.mkdtemp(prefix="serdoctor-py312-"))
+    try:
+        subprocess.run([str(_python("3.12.1")), "-m", "venv", str(folder)], check=True, timeout=120)
+        subprocess.run(
+            [str(folder / "bin" / "pip"), "install", "-q", str(ROOT)],
+            check=True, timeout=600, capture_output=True,
+        )  # fmt: skip
+        yield folder / "bin"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(700)
+def test_a_python_312_pool_gets_by_reference_tasks_and_by_value_ones_fail_clearly(
+    py312_bin: Path,
+) -> None:
+    with Executor(workers=0, grace=2.0, **FAST) as ex:
+        pool = _start(ex.worker_command(workers=1), py312_bin)
+        try:
+            with pytest.warns(RuntimeWarning, match=r"python: 3\.12\.1 \(pool\) vs 3\.11"):
+                _wait_pools(ex, 1)
+            (info,) = ex.pools()
+            assert info.python.startswith("3.12")
+            # by reference: runs on 3.12 (the worker reports its own version)
+            assert ex.submit(platform.python_version).result(timeout=20).startswith("3.12")
+            # by value (a lambda): no pool on the client's Python -> a clear error, no hang
+            start = time.monotonic()
+            with pytest.raises(IncompatiblePythonError, match="cannot run on the attached pools"):
+                ex.submit(lambda: 1).result(timeout=20)
+            assert time.monotonic() - start < 2.0 + 3
+        finally:
+            _stop(pool)
+
+
+@pytest.mark.timeout(700)
+def test_on_mismatch_error_refuses_the_pool_with_the_reason(py312_bin: Path) -> None:
+    with Executor(workers=0, on_mismatch="error", **FAST) as ex:
+        pool = _start(ex.worker_command(workers=1), py312_bin)
+        try:
+            deadline = time.monotonic() + 30
+            while not any(p.state == "refused" for p in ex.pools()):
+                assert time.monotonic() < deadline, ex.pools()
+                time.sleep(0.05)
+            (info,) = [p for p in ex.pools() if p.state == "refused"]
+            assert "python" in info.reason.lower() and "3.12" in info.reason
+            err = pool.communicate(timeout=10)[1]
+            assert "refused" in err
+        finally:
+            _stop(pool)
+

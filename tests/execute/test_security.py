@@ -1,0 +1,114 @@
+"""Signed messages, dropped forgeries, CURVE off loopback: nothing foreign is ever unpickled."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+import serdoctor
+from serdoctor.execute import Executor
+from serdoctor.execute import _messages as m
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Touch:
+    """Unpickling this creates the marker file: proof that something was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (open, (self.path, "w"))
+
+
+def _attacks(marker: Path) -> list[list[bytes]]:
+    evil = pickle.dumps(_Touch(str(marker)))
+    wrong_key = os.urandom(32)
+    envelope = serdoctor.Serializer(methods=("pickle",), key=wrong_key).dumps_frames(
+        _Touch(str(marker))
+    )
+    unsigned = serdoctor.Serializer(methods=("pickle",)).dumps_frames(_Touch(str(marker)))
+    return [
+        [b"garbage"],
+        [evil],
+        [m.TASKS, b'{"tasks": [[1, 1, 0, null]]}', evil, b"\0" * 32],  # forged MAC
+        m.pack(wrong_key, m.TASKS, {"tasks": [[1, len(envelope), 0, None]]}, [envelope]),
+        [m.TASKS, b'{"tasks": [[2, %d, 0, null]]}' % len(unsigned), *map(bytes, unsigned)],
+        m.pack(wrong_key, m.REGISTER, {"pool_id": "intruder", "python": "3.11", "workers": 9}),
+        [m.RESULTS, b'{"results": [[0, 1]]}', evil, os.urandom(32)],
+    ]
+
+
+def test_forged_garbage_and_unsigned_messages_are_dropped_never_unpickled(
+    executor: Executor, tmp_path: Path
+) -> None:
+    marker = tmp_path / "unpickled"
+    assert executor.submit(abs, -1).result(timeout=20) == 1
+    ctx = zmq.Context()
+    try:
+        for url in (executor.pool_url, f"tcp://127.0.0.1:{executor._client_port}"):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(url)
+            for parts in _attacks(marker):
+                sock.send_multipart(parts)
+            time.sleep(0.3)
+            sock.close()
+    finally:
+        ctx.term()
+    deadline = time.monotonic() + 10
+    while executor.dropped_messages < 2 * 7:
+        assert time.monotonic() < deadline, f"dropped: {executor.dropped_messages}"
+        time.sleep(0.05)
+    assert not marker.exists()
+    assert all(p.id != "intruder" for p in executor.pools())
+    # the interchange kept serving
+    assert executor.submit(pow, 3, 3).result(timeout=20) == 27
+
+
+def test_the_key_never_appears_on_a_command_line(executor: Executor) -> None:
+    import psutil
+
+    executor.submit(abs, 1).result(timeout=20)
+    key = executor._secrets.key.hex()
+    for proc in psutil.Process().children(recursive=True):
+        assert key not in " ".join(proc.cmdline())
+        assert key not in str(proc.environ())
+
+
+def test_off_loopback_pools_connect_with_curve_and_plain_clients_get_nothing() -> None:
+    with Executor(workers=1, address="0.0.0.0", heartbeat=0.2, heartbeat_threshold=1.5) as ex:
+        assert ex._secrets.curve_server_public is not None
+        assert ex.submit(abs, -9).result(timeout=20) == 9
+        ctx = zmq.Context()
+        try:
+            plain = ctx.socket(zmq.DEALER)
+            plain.setsockopt(zmq.LINGER, 0)
+            plain.connect(f"tcp://127.0.0.1:{ex.port}")
+            plain.send_multipart(m.pack(ex._secrets.key, m.REGISTER, {"pool_id": "plain"}))
+            time.sleep(0.5)
+            assert all(p.id != "plain" for p in ex.pools())  # no handshake, no registration
+            plain.close()
+        finally:
+            ctx.term()
+
+
+def test_a_key_file_is_private_and_a_readable_one_is_refused(tmp_path: Path) -> None:
+    from serdoctor.execute._config import Secrets
+
+    path = Secrets(os.urandom(32)).write(tmp_path / "k")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert Secrets.read(path).key
+    path.chmod(0o644)
+    with pytest.raises(ValueError, match="chmod 600"):
+        Secrets.read(path)
+    (tmp_path / "junk").write_text("hello")
+    (tmp_path / "junk").chmod(0o600)
+    with pytest.raises(ValueError, match="not a serdoctor key file"):
+        Secrets.read(tmp_path / "junk")
