@@ -98,7 +98,7 @@ class _Options:
     checkpoint: TaskMemo | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Task:
     id: int
     future: concurrent.futures.Future[Any]
@@ -578,6 +578,9 @@ class Executor(concurrent.futures.Executor):
         rows = [[t.id, len(t.frames), t.options.priority, t.options.walltime] for t in tasks]
         frames = m.pack(self._secrets.key, m.TASKS, {"tasks": rows}, [t.frames for t in tasks])
         m.send(sock, frames)
+        for task in tasks:
+            if task.retries == 0:
+                task.frames = []  # no second try: the payload need not stay in memory
 
     def _receive(self, parts: list[Any], sock: Any) -> None:
         kind = bytes(parts[0].buffer) if parts else b""
