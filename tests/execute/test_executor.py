@@ -242,3 +242,29 @@ def test_pools_reports_the_attached_pool(executor: Executor) -> None:
     assert pool.workers == 2 and pool.state == "active"
     assert pool.python.startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
     assert pool.env_digest
+
+
+def test_large_arguments_travel_as_proxies_and_are_evicted_when_the_task_resolves(
+    tmp_path: Path,
+) -> None:
+    from proxystore.connectors.file import FileConnector
+    from proxystore.store import Store
+
+    store_dir = tmp_path / "store"
+    store = Store("executor-test", FileConnector(str(store_dir)), register=True)
+    try:
+        policy = serdoctor.ProxyPolicy(store, min_bytes=1 << 20)
+        serializer = serdoctor.Serializer(proxy=policy)
+        with Executor(workers=1, serializer=serializer, heartbeat=0.2,
+                      heartbeat_threshold=1.5) as ex:  # fmt: skip
+            big = b"x" * (4 << 20)
+            with ex.serializer.proxy_scope():
+                assert ex.serializer.explain((len, (big,), {})).proxies  # it goes by proxy
+            future = ex.submit(len, big)
+            assert future.result(timeout=20) == 4 << 20
+            deadline = time.monotonic() + 5
+            while any(store_dir.iterdir()):
+                assert time.monotonic() < deadline, list(store_dir.iterdir())
+                time.sleep(0.05)
+    finally:
+        store.close()

@@ -480,7 +480,7 @@ class Executor(concurrent.futures.Executor):
                     self._monitor.task_status(task.id, "memo_hit")
                 return
         try:
-            task.frames = self.serializer.dumps_frames((task.fn, task.args, task.kwargs))
+            task.frames = self._dump(task)
         except Exception as exc:
             if not in_callback:
                 raise
@@ -495,6 +495,19 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             self._tasks[task.id] = task
         self._send(m.TASKS, task)
+
+    def _dump(self, task: _Task) -> list[Any]:
+        """The task's frames; its proxies (with a ProxyPolicy) are evicted when it resolves."""
+        call = (task.fn, task.args, task.kwargs)
+        if self.serializer.proxy is None:
+            return self.serializer.dumps_frames(call)
+        from serdoctor.serialize._proxy_scope import proxy_scope
+
+        with proxy_scope(evict=False) as scope:
+            frames = self.serializer.dumps_frames(call)
+        if len(scope):
+            task.future.add_done_callback(lambda _: scope.evict())
+        return frames
 
     def _on_done(self, future: concurrent.futures.Future[Any]) -> None:
         if future.cancelled():
