@@ -111,6 +111,8 @@ class _Task:
     kwargs: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
     spent: float = 0.0
+    method: str | None = None
+    size: int = 0
 
 
 def _free_port(address: str) -> int:
@@ -337,9 +339,7 @@ class Executor(concurrent.futures.Executor):
         paths = [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p]
         paths += [p or os.getcwd() for p in sys.path if p not in paths]
         child_env["PYTHONPATH"] = os.pathsep.join(paths)
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, env=child_env, start_new_session=True
-        )
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, env=child_env, start_new_session=True)
         self._procs.append(proc)
         assert proc.stdin is not None
         proc.stdin.write(self._secrets.to_json().encode() + b"\n")  # the key: never on argv
@@ -487,6 +487,11 @@ class Executor(concurrent.futures.Executor):
             if task.future.set_running_or_notify_cancel():
                 task.future.set_exception(exc)
             return
+        if self._monitor is not None:
+            from serdoctor.serialize._envelope import read_head
+
+            task.method, task.size = read_head(task.frames[0])[0].method, _size(task.frames)
+            self._monitor.task_payload(task.id, method=task.method, payload_bytes=task.size)
         if memo is None:  # keep the function and arguments only for the store
             task.fn, task.args, task.kwargs = None, (), {}
         task.future._serdoctor_name = f"task {task.id} ({task.name})"  # type: ignore[attr-defined]
@@ -609,7 +614,7 @@ class Executor(concurrent.futures.Executor):
             rows = msg.index["results"]
             envs = m.split(msg.frames, [int(r[1]) for r in rows])
             for row, frames in zip(rows, envs, strict=True):
-                self._result(int(row[0]), frames, str(row[2]))
+                self._result(int(row[0]), frames, str(row[2]), row[3:6])
         elif msg.kind == m.LOST:
             for task_id, what, reason in msg.index["tasks"]:
                 error: BaseException
@@ -631,13 +636,22 @@ class Executor(concurrent.futures.Executor):
             if not task.future.running():
                 task.future.set_running_or_notify_cancel()
             if self._monitor is not None:
-                self._monitor.try_sent(task.id, task.attempt, pool=pool)
+                self._monitor.try_sent(
+                    task.id, task.attempt, pool=pool, method=task.method, payload_bytes=task.size
+                )
                 self._monitor.task_status(task.id, "sent", attempt=task.attempt, pool=pool)
 
-    def _result(self, task_id: int, frames: list[Any], pool: str) -> None:
+    def _result(
+        self, task_id: int, frames: list[Any], pool: str, timing: list[Any] | None = None
+    ) -> None:
         task = self._tasks.get(task_id)
         if task is None:
             return  # cancelled, or lost and retried already
+        if self._monitor is not None and timing and len(timing) == 3:
+            worker, started, _ = timing
+            self._monitor.try_started(
+                task.id, task.attempt, pool=pool, worker=f"pid {worker}", when=started
+            )
         try:
             status, value = self.serializer.loads_frames(frames)
         except Exception as exc:  # this result cannot be loaded here: its future alone fails
@@ -653,7 +667,10 @@ class Executor(concurrent.futures.Executor):
                 except Exception as exc:
                     log.warning("checkpoint record failed for %s: %s", task.name, exc)
             if self._monitor is not None:
-                self._monitor.try_ended(task.id, task.attempt, result_bytes=_size(frames))
+                ended = timing[2] if timing and len(timing) == 3 else None
+                self._monitor.try_ended(
+                    task.id, task.attempt, result_bytes=_size(frames), when=ended
+                )
                 self._monitor.task_status(task.id, "done", attempt=task.attempt, pool=pool)
             if not task.future.done():
                 if not task.future.running():

@@ -225,7 +225,7 @@ class Interchange:
             out = []
             for row in rows:
                 pool.outstanding.pop(int(row[0]), None)
-                out.append([row[0], row[1], pool_id])
+                out.append([row[0], row[1], pool_id, *row[2:5]])
             self.results.extend(out)
             self.result_envs.extend(m.split(msg.frames, [int(r[1]) for r in rows]))
         elif msg.kind == m.HEARTBEAT:

@@ -31,7 +31,9 @@ CANCEL = b"C"  # index: {"ids": [...]}
 KICK = b"K"  # index: {"pool": id, "reason": text}: refuse a pool (on_mismatch="error")
 SHUTDOWN = b"X"
 # interchange -> client
-RESULTS = b"D"  # index: {"results": [[id, nframes, pool], ...], "started": {pool: [id, ...]}}
+# RESULTS index: {"results": [[id, nframes, pool, worker pid, started, ended], ...],
+#                 "started": {pool: [id, ...]}}
+RESULTS = b"D"
 LOST = b"L"  # index: {"tasks": [[id, kind, reason], ...]}
 POOLS = b"P"  # index: {"pools": [...], "dropped": n}
 # pool <-> interchange

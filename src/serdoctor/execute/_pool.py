@@ -100,7 +100,7 @@ class Pool:
     def __post_init__(self) -> None:
         self.slots: dict[int, _Slot] = {}
         self.queue: collections.deque[_Pending] = collections.deque()
-        self.out: list[tuple[int, list[Any]]] = []
+        self.out: list[tuple[Any, ...]] = []
         self.running = True
         self.told_to_stop = False
         self.reason = ""
@@ -129,7 +129,9 @@ class Pool:
                     f"{_describe_exit(status)}; its task failed, the worker was replaced",
                     exit_status=status,
                 )
-            self.out.append((slot.task, self.serializer.dumps_frames(("err", exc))))
+            now = time.monotonic()
+            timing = (slot.pid, time.time() - (now - slot.started), time.time())
+            self.out.append((slot.task, self.serializer.dumps_frames(("err", exc)), *timing))
         if self.running:
             self._spawn()
 
@@ -220,13 +222,16 @@ class Pool:
                         if message is None:
                             self._reap(slot)
                         else:
-                            self.out.append(message)
+                            now = time.monotonic()
+                            wall = time.time()
+                            self.out.append((*message, slot.pid, wall - (now - slot.started), wall))
                             slot.inflight.popleft()
-                            slot.started = time.monotonic()
+                            slot.started = now
                 self._feed()
                 if self.out:
-                    rows = [[tid, len(frames)] for tid, frames in self.out]
-                    envs = [frames for _, frames in self.out]
+                    # [task, frames, worker pid, started, ended] (wall clock, for monitoring)
+                    rows = [[tid, len(frames), *rest] for tid, frames, *rest in self.out]
+                    envs = [frames for _, frames, *_ in self.out]
                     m.send(sock, m.pack(key, m.RESULTS, {"results": rows}, envs))
                     self.out.clear()
                 now = time.monotonic()

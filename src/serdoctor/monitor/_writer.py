@@ -33,6 +33,7 @@ _SQL = {
     "task": "INSERT OR REPLACE INTO tasks (run_id, task_id, fn, submitted, status, status_time, "
     "tries, method, payload_bytes, depends_on) VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?)",
     "status": "INSERT INTO status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "payload": "UPDATE tasks SET method = ?, payload_bytes = ? WHERE run_id = ? AND task_id = ?",
     "task_status": "UPDATE tasks SET status = ?, status_time = ?, tries = max(tries, ?) "
     "WHERE run_id = ? AND task_id = ?",
     "try_sent": "INSERT OR REPLACE INTO tries (run_id, task_id, try, pool, worker, sent, method, "
@@ -134,6 +135,10 @@ class MonitorWriter:
         now = time.time() if when is None else when
         self._put("task", (self.run_id, task_id, fn, now, now, method, payload_bytes, depends_on))
         self._put("status", (self.run_id, task_id, 0, "queued", now, None, None, None))
+
+    def task_payload(self, task_id: int, *, method: str, payload_bytes: int) -> None:
+        """The stack's choice for the task: the method that carries it, and its size."""
+        self._put("payload", (method, payload_bytes, self.run_id, task_id))
 
     def task_status(
         self,

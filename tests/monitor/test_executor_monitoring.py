@@ -1,0 +1,50 @@
+"""``Executor(monitoring=...)``: a real run recorded, read back by the CLI's queries."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from serdoctor.execute import Executor
+from serdoctor.monitor import failure_causes, list_runs, list_tasks, write_report
+
+
+def _fails(x: int) -> int:
+    raise ValueError(f"bad input {x}")
+
+
+@pytest.mark.timeout(60)
+def test_a_monitored_run_records_tasks_tries_and_pools(tmp_path: Path) -> None:
+    db = tmp_path / "runinfo" / "monitoring.db"
+    with Executor(workers=2, monitoring=db, heartbeat=0.2, heartbeat_threshold=1.5) as ex:
+        good = [ex.submit(abs, -i) for i in range(10)]
+        lam = ex.submit(lambda: 7)
+        bad = [ex.submit(_fails, i) for i in range(3)]
+        assert [f.result(timeout=20) for f in good] == list(range(10))
+        assert lam.result(timeout=20) == 7
+        for f in bad:
+            with pytest.raises(ValueError):
+                f.result(timeout=20)
+    (run,) = list_runs(db)
+    assert (run.tasks, run.done, run.failed) == (14, 11, 3)
+    assert run.ended is not None
+    tasks = {t.task_id: t for t in list_tasks(db)}
+    assert tasks[0].method == "pickle"
+    assert tasks[10].method == "cloudpickle"  # the lambda went by value
+    assert tasks[0].pool and tasks[0].worker and tasks[0].worker.startswith("pid ")
+    assert tasks[0].seconds is not None and tasks[0].seconds >= 0
+    (cause,) = failure_causes(db)
+    assert cause.count == 3 and cause.cause == "ValueError: bad input N"
+    with sqlite3.connect(db) as conn:
+        (pools,) = conn.execute("SELECT count(*) FROM pools").fetchone()
+        (beats,) = conn.execute("SELECT count(*) FROM heartbeats").fetchone()
+        (python,) = conn.execute("SELECT python FROM pools").fetchone()
+    assert pools == 1 and beats >= 1
+    assert python.startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    page = write_report(db, tmp_path / "report.html")
+    assert "bad input" in page.read_text()
+    assert os.path.getsize(page) > 1000
