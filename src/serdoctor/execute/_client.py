@@ -540,6 +540,8 @@ class Executor(concurrent.futures.Executor):
 
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
         sock.connect(f"tcp://127.0.0.1:{self._client_port}")
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)

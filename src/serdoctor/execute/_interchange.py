@@ -70,6 +70,8 @@ class Interchange:
         self.pools_sock = self.ctx.socket(zmq.ROUTER)
         for sock in (self.clients, self.pools_sock):
             sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if config.curve_secret:
             self.pools_sock.curve_server = True

@@ -14,6 +14,11 @@ hashing large frames twice: the interchange verifies every message it
 receives and drops (and counts) anything unsigned, forged or malformed, and
 never unpickles anything; the worker's ``loads_frames`` verifies each
 envelope's own tag before it unpickles.
+
+Every socket has its high-water marks off: a ROUTER socket silently drops
+what it cannot queue, and a lost result is a hang. Memory stays bounded by the
+executor itself (each pool gets at most its capacity of tasks; the client
+holds what it submitted).
 """
 
 from __future__ import annotations

@@ -175,6 +175,8 @@ class Pool:
         ctx = zmq.Context()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
         sock.setsockopt(zmq.IDENTITY, self.pool_id.encode())
         if self.secrets.curve_server_public:
             public, secret = zmq.curve_keypair()
