@@ -4,7 +4,9 @@ Run as a script, this module *is* ``__main__``, so the functions below are
 exactly the kind that plain pickle cannot send: a lambda, a closure and a
 function defined in ``__main__``. Each is serialized, loaded and called in a
 fresh interpreter, and ``explain()`` says how it travelled and why. Then the
-doctor reads the payload without executing it.
+executor runs a few of them on a pool of worker processes, an exception that
+only the worker's code raises comes back catchable by its base class, and the
+doctor reads a payload without executing it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,33 @@ def make_adder(n: int) -> Any:
     return add
 
 
+class SampleRejected(ValueError):
+    """An exception class defined in __main__: the worker raises it, the client catches it."""
+
+
+def check_sample(value: int) -> int:
+    """Raise :class:`SampleRejected` for negative values."""
+    if value < 0:
+        raise SampleRejected(f"sample {value} is negative")
+    return value
+
+
+def _executor_tour() -> None:
+    print("\n=== the executor: serdoctor.Executor(workers=2)")
+    with serdoctor.Executor(workers=2) as ex:
+        squares = list(ex.map(lambda x: x * x, range(6)))
+        print(f"a __main__ lambda on the workers: {squares}")
+        total = ex.submit(sum, [ex.submit(scale, 2), ex.submit(make_adder(1), 4)])
+        print(f"futures as arguments (dependencies): scale(2) + add1(4) = {total.result(60)}")
+        try:
+            ex.submit(check_sample, -5).result(timeout=60)
+        except ValueError as exc:  # the worker's SampleRejected, caught by its base class
+            print(f"caught by `except ValueError`: {type(exc).__name__}: {exc}")
+        (pool,) = ex.pools() or [None]
+        if pool is not None:
+            print(f"pool {pool.id}: {pool.workers} workers, Python {pool.python}, {pool.state}")
+
+
 def _send(label: str, fn: Any, args: list[int], folder: Path) -> None:
     payload = serdoctor.dumps(fn)
     path = folder / f"{label.replace(' ', '_')}.sdoc"
@@ -62,6 +91,7 @@ def main() -> int:
         _send("a lambda", lambda x: x**2, [7], folder)
         _send("a closure", make_adder(10), [5], folder)
         _send("a __main__ function", scale, [4], folder)
+        _executor_tour()
         print("\n=== the doctor reads a payload without executing it: ser-doctor inspect")
         subprocess.run(
             [sys.executable, "-m", "serdoctor.cli", "inspect", str(folder / "a_closure.sdoc")],

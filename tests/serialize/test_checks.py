@@ -284,3 +284,20 @@ def test_errors_share_one_root() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert serdoctor.loads(serdoctor.dumps(os.sep)) == os.sep
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 5])
+def test_a_raw_pickle_of_any_protocol_is_named_a_pickle_and_never_run(
+    tmp_path: Path, protocol: int
+) -> None:
+    marker = tmp_path / "ran"
+
+    class Touch:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    data = pickle.dumps(Touch(), protocol=protocol)
+    with pytest.raises(DeserializationError, match="looks like a plain pickle") as info:
+        serdoctor.loads(data)
+    assert "ser-doctor inspect" in str(info.value)
+    assert not marker.exists()

@@ -134,6 +134,10 @@ class Interchange:
                     self._from_pool(parts)
             self._dispatch()
             self._flush_client()
+            if self.pools_changed:  # a pool came or went: the client hears of it now
+                pools = self._describe(time.monotonic(), with_env=True)
+                self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
+                self.pools_changed = False
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + self.cfg.heartbeat

@@ -256,7 +256,7 @@ class Pool:
                     m.send(sock, m.pack(key, m.HEARTBEAT, {"leaving": True, "running": 0}))
             sock.close(linger=500)
             ctx.term()
-        if self.reason:
+        if self.reason and (not self.told_to_stop or "refused" in self.reason):
             print(f"ser-doctor worker: stopping: {self.reason}", file=sys.stderr, flush=True)
         return 0
 

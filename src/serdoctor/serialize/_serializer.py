@@ -396,11 +396,11 @@ class Serializer:
 
     def _load_raw(self, data: env.Buffer, raw: bool) -> Any:
         if not raw:
-            head = bytes(memoryview(data)[:2])
             hint = (
-                "it looks like a plain pickle: pass raw=True to load it without serdoctor's "
-                "checks (only if you trust its source)"
-                if head[:1] == b"\x80"
+                "it looks like a plain pickle: read it without executing it with "
+                "`ser-doctor inspect FILE`, and pass raw=True to load it without serdoctor's "
+                "checks (only if you trust its source: loading a pickle runs code)"
+                if _looks_like_pickle(data)
                 else "it is neither a serdoctor payload nor a pickle"
             )
             raise DeserializationError(f"not a serdoctor payload (no magic bytes): {hint}")
@@ -454,6 +454,23 @@ class Serializer:
 
 
 _default: Serializer | None = None
+
+
+def _looks_like_pickle(data: env.Buffer) -> bool:
+    """Does ``data`` look like a raw pickle (of any protocol)?
+
+    A protocol 2+ pickle starts with PROTO (0x80); a protocol 0/1 one starts
+    with an opcode and ends with STOP (``.``).
+    """
+    import pickletools
+
+    view = memoryview(data)
+    if not len(view):
+        return False
+    first = bytes(view[:1])
+    if first == b"\x80":
+        return True
+    return first.decode("latin-1") in pickletools.code2op and bytes(view[-1:]) == b"."
 
 
 def default_serializer() -> Serializer:
