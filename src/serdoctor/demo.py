@@ -62,8 +62,7 @@ def _executor_tour() -> None:
             ex.submit(check_sample, -5).result(timeout=60)
         except ValueError as exc:  # the worker's SampleRejected, caught by its base class
             print(f"caught by `except ValueError`: {type(exc).__name__}: {exc}")
-        (pool,) = ex.pools() or [None]
-        if pool is not None:
+        for pool in ex.pools():
             print(f"pool {pool.id}: {pool.workers} workers, Python {pool.python}, {pool.state}")
 
 

@@ -64,7 +64,8 @@ def test_check_names_the_path_through_attributes_and_items() -> None:
     assert not report.ok and report.exit_code == 1
     assert report.path == "job.settings.pool['guard'].guard"
     assert report.type_name == "generator"
-    assert "drop it" in (report.remedy or "")
+    assert report.remedy == "Send the values it produces (list(gen)) or the function that makes it."
+    assert "suspended frame cannot be copied" in (report.error or "")
     assert report.to_dict()["path"] == report.path
 
 

@@ -11,20 +11,17 @@ can still fail there if its module is not importable.
 from __future__ import annotations
 
 import importlib
-import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from serdoctor.errors import SerdoctorError, SerializationError
 from serdoctor.serialize import Explanation, Serializer, default_serializer
+from serdoctor.serialize._notdata import not_data
 
 FRESH_TIMEOUT = 120.0
 
@@ -87,27 +84,11 @@ class CheckReport:
         return text
 
 
-_OS_TYPES: tuple[type, ...] = (
-    type(threading.Lock()),
-    type(threading.RLock()),
-    socket.socket,
-    io.IOBase,
-    types.GeneratorType,
-    types.FrameType,
-    types.TracebackType,
-    types.CoroutineType,
-    types.AsyncGeneratorType,
-)
-
-
 def remedy_for(obj_type_name: str, obj: Any = None) -> str:
     """A remedy that fits the type of the object that cannot be sent."""
-    if obj is not None and isinstance(obj, _OS_TYPES):
-        return (
-            f"a {obj_type_name} belongs to this process and has no meaning elsewhere: drop it "
-            "from what you send (exclude the attribute in __getstate__ / __reduce__ and recreate "
-            "it where the object is loaded)"
-        )
+    info = not_data(obj) if obj is not None else None
+    if info is not None:  # the stack's own words for objects that are not data
+        return info.remedy
     return (
         f"teach pickle to send {obj_type_name}: give its class a __reduce__ (or __getstate__/"
         "__setstate__), register a reducer with copyreg.pickle, or send only the plain data "
@@ -185,7 +166,12 @@ def check(
         path = (exc.path or name).replace("obj", name, 1) if exc.path else name
         culprit: Any = _follow(obj, exc.path)
         type_name = exc.type_name or type(obj).__name__
-        detail = str(exc).split("no method can send it (", 1)[-1].rsplit(")", 1)[0]
+        info = not_data(culprit) if culprit is not None else None
+        detail = (
+            info.why
+            if info is not None
+            else str(exc).split("no method can send it (", 1)[-1].rsplit(")", 1)[0]
+        )
         return CheckReport(
             name,
             False,

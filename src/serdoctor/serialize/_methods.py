@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 from serdoctor.errors import RegistryError
 from serdoctor.serialize._classify import ByValueNeeded, Recorder
 from serdoctor.serialize._code import reduce_function
+from serdoctor.serialize._notdata import NotDataError, not_data_type
 from serdoctor.serialize._rebuild import reduce_memoryview
 
 PROTOCOL = 5
@@ -97,10 +98,12 @@ class _Chunks(list[Any]):
     write = list.append
 
 
-_PLAIN, _FUNCTION, _CLASS, _EXCEPTION, _MEMORYVIEW, _MODULE, _BUILTIN = range(7)
+_PLAIN, _FUNCTION, _CLASS, _EXCEPTION, _MEMORYVIEW, _MODULE, _BUILTIN, _NOT_DATA = range(8)
 
 
 def _kind_of(t: type) -> int:
+    if not_data_type(t) is not None:
+        return _NOT_DATA
     if t is types.FunctionType:
         return _FUNCTION
     if issubclass(t, type):
@@ -147,6 +150,10 @@ class _Hooks:
         return self._special(obj, kind)
 
     def _special(self, obj: Any, kind: int) -> Any:
+        if kind == _NOT_DATA:
+            info = not_data_type(type(obj))
+            assert info is not None
+            raise NotDataError(obj, info)
         if kind in (_FUNCTION, _CLASS):
             decision = self._rec.code(obj)
             if self._strict and decision.how == "value":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_DEPTH = 200
@@ -27,6 +27,7 @@ class Culprit:
     path: str
     type_name: str
     error: str
+    obj: Any = field(default=None, repr=False, compare=False)  #: the object itself
 
 
 def _type_name(obj: Any) -> str:
@@ -111,11 +112,18 @@ def children(obj: Any) -> Iterator[tuple[str, Any]]:
         yield from _state_children(obj)
 
 
-def find_culprit(obj: Any, fails: Callable[[Any], str | None], root: str = "obj") -> Culprit | None:
+def find_culprit(
+    obj: Any,
+    fails: Callable[[Any], str | None],
+    root: str = "obj",
+    stop: Callable[[Any], bool] | None = None,
+) -> Culprit | None:
     """Descend from ``obj`` to the deepest sub-object for which ``fails`` gives an error.
 
     ``fails(x)`` returns None when ``x`` can be sent, else the error text.
-    Returns None when ``obj`` itself can be sent.
+    ``stop(x)`` true ends the descent at ``x`` (an object to blame as a whole,
+    such as an Event rather than the lock inside it). Returns None when ``obj``
+    itself can be sent.
     """
     error = fails(obj)
     if error is None:
@@ -123,6 +131,8 @@ def find_culprit(obj: Any, fails: Callable[[Any], str | None], root: str = "obj"
     path = root
     seen = {id(obj)}
     for _ in range(MAX_DEPTH):
+        if stop is not None and stop(obj):
+            break
         for suffix, child in children(obj):
             if id(child) in seen:
                 continue
@@ -133,4 +143,4 @@ def find_culprit(obj: Any, fails: Callable[[Any], str | None], root: str = "obj"
                 break
         else:
             break
-    return Culprit(path, _type_name(obj), error)
+    return Culprit(path, _type_name(obj), error, obj)

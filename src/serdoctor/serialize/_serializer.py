@@ -37,6 +37,7 @@ from serdoctor.serialize._classify import ByValueNeeded, CodeDecision, Recorder,
 from serdoctor.serialize._environment import PYTHON_MINOR
 from serdoctor.serialize._explain import Attempt, Explanation
 from serdoctor.serialize._methods import DumpContext, LoadContext, Method, registry
+from serdoctor.serialize._notdata import not_data
 from serdoctor.serialize._persistent import buffer_pid, chain, persistent_loader, scan_bytearrays
 from serdoctor.serialize._probe import find_culprit
 from serdoctor.serialize._requirements import requirements_for
@@ -309,10 +310,19 @@ class Serializer:
 
         culprit = None
         with contextlib.suppress(Exception):
-            culprit = find_culprit(obj, fails)
+            culprit = find_culprit(obj, fails, stop=lambda x: not_data(x) is not None)
         tried = "; ".join(f"{a.method}: {a.reason}" for a in attempts)
         if culprit is None:
             return SerializationError(f"no method could serialize the object ({tried})")
+        info = not_data(culprit.obj)
+        if info is not None:
+            error = SerializationError(
+                info.message(culprit.path, culprit.type_name),
+                path=culprit.path,
+                type_name=culprit.type_name,
+            )
+            error.__cause__ = _own_error(culprit.obj)
+            return error
         return SerializationError(
             f"cannot serialize {culprit.path} (type {culprit.type_name}): no method can send it "
             f"({culprit.error}). Give its class a __reduce__ or register one with copyreg, "
@@ -456,6 +466,15 @@ class Serializer:
 _default: Serializer | None = None
 
 
+def _own_error(obj: Any) -> BaseException | None:
+    """What plain pickle itself says about ``obj`` (kept as the refusal's ``__cause__``)."""
+    try:
+        pickle.dumps(obj, protocol=5)
+    except Exception as exc:
+        return exc
+    return None
+
+
 def _looks_like_pickle(data: env.Buffer) -> bool:
     """Does ``data`` look like a raw pickle (of any protocol)?
 
@@ -470,7 +489,8 @@ def _looks_like_pickle(data: env.Buffer) -> bool:
     first = bytes(view[:1])
     if first == b"\x80":
         return True
-    return first.decode("latin-1") in pickletools.code2op and bytes(view[-1:]) == b"."
+    codes = {op.code for op in pickletools.opcodes}
+    return first.decode("latin-1") in codes and bytes(view[-1:]) == b"."
 
 
 def default_serializer() -> Serializer:
