@@ -5,6 +5,7 @@ from __future__ import annotations
 import serdoctor
 
 EXPECTED = [
+    "Checkpoint",
     "DependencyError",
     "DeserializationError",
     "Environment",
@@ -14,6 +15,7 @@ EXPECTED = [
     "Explanation",
     "IncompatiblePythonError",
     "ManagerLost",
+    "MemoKeyError",
     "Method",
     "MissingModuleError",
     "ProxyPolicy",
@@ -34,6 +36,7 @@ EXPECTED = [
     "errors",
     "explain",
     "loads",
+    "memo_key",
     "progress",
     "register_method",
 ]

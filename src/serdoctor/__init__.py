@@ -17,6 +17,7 @@ from serdoctor.errors import (
     DeserializationError,
     IncompatiblePythonError,
     ManagerLost,
+    MemoKeyError,
     MissingModuleError,
     SerdoctorError,
     SerializationError,
@@ -42,6 +43,7 @@ from serdoctor.serialize import (
 )
 
 __all__ = [
+    "Checkpoint",
     "DependencyError",
     "DeserializationError",
     "Environment",
@@ -51,6 +53,7 @@ __all__ = [
     "Explanation",
     "IncompatiblePythonError",
     "ManagerLost",
+    "MemoKeyError",
     "Method",
     "MissingModuleError",
     "ProxyPolicy",
@@ -71,11 +74,13 @@ __all__ = [
     "errors",
     "explain",
     "loads",
+    "memo_key",
     "progress",
     "register_method",
 ]
 
 if TYPE_CHECKING:
+    from serdoctor.checkpoint import Checkpoint, memo_key
     from serdoctor.diagnostics import check
     from serdoctor.execute import Executor
     from serdoctor.monitor import progress
@@ -88,6 +93,8 @@ __getattr__, __dir__ = lazy_attributes(
         "ProxyPolicy": "serdoctor.serialize",
         "ProxyScope": "serdoctor.serialize",
         "Executor": "serdoctor.execute",
+        "Checkpoint": "serdoctor.checkpoint",
+        "memo_key": "serdoctor.checkpoint",
         "check": "serdoctor.diagnostics",
         "progress": "serdoctor.monitor",
     },

@@ -28,6 +28,12 @@ env_app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(env_app, name="env")
+checkpoint_app = typer.Typer(
+    help="List, inspect and prune a checkpoint store (serdoctor.Checkpoint).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(checkpoint_app, name="checkpoint")
 
 console = Console()
 
@@ -118,9 +124,7 @@ def worker_command(
     key_file: Annotated[
         str, typer.Option("--key-file", help="The key file executor.worker_command() names.")
     ],
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes in this pool.")] = (
-        0
-    ),
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes in this pool.")] = (0),
     heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 2.0,
     heartbeat_threshold: Annotated[
         float, typer.Option(help="Seconds of silence after which the interchange counts as gone.")
@@ -150,6 +154,84 @@ def interchange_command() -> None:
     from serdoctor.execute._interchange import main as interchange_main
 
     raise typer.Exit(interchange_main())
+
+
+_STORE = Annotated[str, typer.Argument(help="A checkpoint store (serdoctor.Checkpoint).")]
+_JSON = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@checkpoint_app.command("ls")
+def checkpoint_ls(
+    path: _STORE,
+    function: Annotated[
+        str | None, typer.Option("--function", help="Only functions whose name contains this.")
+    ] = None,
+    older_than: Annotated[
+        float | None, typer.Option("--older-than", help="Only results older than N seconds.")
+    ] = None,
+    larger_than: Annotated[
+        int | None, typer.Option("--larger-than", help="Only results larger than N bytes.")
+    ] = None,
+    as_json: _JSON = False,
+) -> None:
+    """List stored results, newest first."""
+    from serdoctor.checkpoint._commands import run_ls
+
+    raise typer.Exit(
+        run_ls(
+            path,
+            function=function,
+            older_than=older_than,
+            larger_than=larger_than,
+            json_output=as_json,
+            console=console,
+        )
+    )
+
+
+@checkpoint_app.command("show")
+def checkpoint_show(
+    path: _STORE,
+    key: Annotated[str, typer.Argument(help="A result's key (a unique prefix is enough).")],
+    as_json: _JSON = False,
+) -> None:
+    """Read one stored result with the static inspector (it is never loaded or run)."""
+    from serdoctor.checkpoint._commands import run_show
+
+    raise typer.Exit(run_show(path, key, json_output=as_json, console=console))
+
+
+@checkpoint_app.command("rm")
+def checkpoint_rm(
+    path: _STORE,
+    keys: Annotated[list[str], typer.Argument(help="Keys (or unique prefixes) to delete.")],
+    as_json: _JSON = False,
+) -> None:
+    """Delete stored results."""
+    from serdoctor.checkpoint._commands import run_rm
+
+    raise typer.Exit(run_rm(path, keys, json_output=as_json, console=console))
+
+
+@checkpoint_app.command("gc")
+def checkpoint_gc(
+    path: _STORE,
+    older_than: Annotated[
+        float | None, typer.Option("--older-than", help="Delete results older than N seconds.")
+    ] = None,
+    stale_code: Annotated[
+        bool, typer.Option("--stale-code", help="Delete results of code that has changed since.")
+    ] = False,
+    as_json: _JSON = False,
+) -> None:
+    """Delete old results, or results of functions whose code changed."""
+    from serdoctor.checkpoint._commands import run_gc
+
+    raise typer.Exit(
+        run_gc(
+            path, older_than=older_than, stale_code=stale_code, json_output=as_json, console=console
+        )
+    )
 
 
 @app.command("runs")

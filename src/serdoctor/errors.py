@@ -36,6 +36,10 @@ plain pickle keep working::
     │     a task ran longer than its walltime; its worker was replaced
     ├── DependencyError
     │     a task this task depends on failed (``chain`` names the tasks)
+    ├── MemoKeyError                (also TypeError)
+    │     a task argument has no stable memo key (register one with memo_key)
+    ├── CheckpointError
+    │     a checkpoint store cannot be opened (not a store, newer, locked)
     ├── BlockError
     │     a batch system refused or lost the blocks that run the worker pools
     └── MonitorError
@@ -49,6 +53,7 @@ from concurrent.futures import BrokenExecutor
 
 __all__ = [
     "BlockError",
+    "CheckpointError",
     "DependencyError",
     "DeserializationError",
     "EnvironmentMismatchError",
@@ -56,6 +61,7 @@ __all__ = [
     "InspectError",
     "InterchangeLost",
     "ManagerLost",
+    "MemoKeyError",
     "MissingModuleError",
     "MonitorError",
     "ProxyResolutionError",
@@ -181,3 +187,22 @@ class DependencyError(SerdoctorError):
         """Name the failed dependency; ``chain`` runs from this task to the first failure."""
         super().__init__(message)
         self.chain = chain
+
+
+class MemoKeyError(SerdoctorError, TypeError):
+    """A value has no stable memo key; the message shows how to register one.
+
+    ``argument`` names the task argument, when known.
+    """
+
+    def __init__(
+        self, message: str, *, type_name: str | None = None, argument: str | None = None
+    ) -> None:
+        """Say which type (and argument) has no key."""
+        super().__init__(message)
+        self.type_name = type_name
+        self.argument = argument
+
+
+class CheckpointError(SerdoctorError):
+    """A checkpoint store cannot be used: not a store, from a newer serdoctor, or locked."""
