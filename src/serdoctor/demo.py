@@ -66,6 +66,23 @@ def _executor_tour() -> None:
             print(f"pool {pool.id}: {pool.workers} workers, Python {pool.python}, {pool.state}")
 
 
+def _checkpoint_tour(folder: Path) -> None:
+    print("\n=== the checkpoint store: serdoctor.Checkpoint")
+    ran: list[int] = []
+    for attempt in ("first run", "second run"):
+        with serdoctor.Checkpoint(folder / "results.db") as store:  # a new store object each run
+
+            @store.memoize
+            def slow_square(x: int) -> int:
+                ran.append(x)
+                return x * x
+
+            before = len(ran)
+            values = [slow_square(i) for i in range(4)]
+            print(f"{attempt}: {values}, computed {len(ran) - before}, from the store "
+                  f"{4 - (len(ran) - before)}")  # fmt: skip
+
+
 def _send(label: str, fn: Any, args: list[int], folder: Path) -> None:
     payload = serdoctor.dumps(fn)
     path = folder / f"{label.replace(' ', '_')}.sdoc"
@@ -91,6 +108,7 @@ def main() -> int:
         _send("a closure", make_adder(10), [5], folder)
         _send("a __main__ function", scale, [4], folder)
         _executor_tour()
+        _checkpoint_tour(folder)
         print("\n=== the doctor reads a payload without executing it: ser-doctor inspect")
         subprocess.run(
             [sys.executable, "-m", "serdoctor.cli", "inspect", str(folder / "a_closure.sdoc")],

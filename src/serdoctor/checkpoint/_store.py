@@ -129,13 +129,16 @@ class Checkpoint:
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # WAL + NORMAL: a commit survives the process being killed (what checkpoints are
+            # for); only a power cut may lose the last commits. FULL would fsync each task.
+            conn.execute("PRAGMA synchronous = NORMAL")
             self._check(conn)
         except sqlite3.DatabaseError as exc:
             # (never open() the file to look at it: closing a descriptor of an SQLite file
             # drops every lock this process holds on it)
             raise CheckpointError(
-                f"{self.path} is not a checkpoint store (SQLite says: {exc}): give another "
-                "path, or move that file away"
+                f"{self.path} is not a readable checkpoint store (SQLite says: {exc}): it is "
+                "damaged or another kind of file; give another path, or move that file away"
             ) from None
         self._local.conn = conn
         return conn
@@ -346,7 +349,10 @@ class Checkpoint:
         sql += " ORDER BY created DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        rows = self._connect().execute(sql, params).fetchall()
+        try:
+            rows = self._connect().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointError(f"{self.path} could not be read (damaged?): {exc}") from None
         return [StoredResult(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
     def payload(self, task_key: str) -> bytes:
