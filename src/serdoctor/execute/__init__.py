@@ -11,10 +11,15 @@ from __future__ import annotations
 from serdoctor.execute._client import Executor, PoolInfo, TaskInfo
 from serdoctor.execute._deps import find_futures, replace_futures
 from serdoctor.execute._memo import TaskMemo
+from serdoctor.execute._scaling import BlockInfo
+from serdoctor.execute.providers import LocalProvider, SlurmProvider
 
 __all__ = [
+    "BlockInfo",
     "Executor",
+    "LocalProvider",
     "PoolInfo",
+    "SlurmProvider",
     "TaskInfo",
     "TaskMemo",
     "find_futures",

@@ -18,6 +18,7 @@ import atexit
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from serdoctor.errors import (
+    BlockError,
     DependencyError,
     DeserializationError,
     IncompatiblePythonError,
@@ -49,6 +51,8 @@ from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig, Secrets
 from serdoctor.execute._deps import find_futures, replace_futures
 from serdoctor.execute._memo import TaskMemo
+from serdoctor.execute._scaling import BlockInfo, Scaler, ScalingSettings
+from serdoctor.execute.providers._base import Provider
 from serdoctor.serialize import Serializer
 from serdoctor.serialize._environment import PYTHON_MINOR
 
@@ -165,6 +169,13 @@ class Executor(concurrent.futures.Executor):
         monitoring: a path: record every task, try and pool in that SQLite file.
         grace: seconds a by-value task waits for a pool on this Python before it
             fails with IncompatiblePythonError (``heartbeat_threshold`` by default).
+        provider: start pools as blocks (``LocalProvider()``, ``SlurmProvider(...)``),
+            scaled between ``min_blocks`` and ``max_blocks``: ``init_blocks`` at
+            start, more while tasks outnumber worker slots (times ``parallelism``),
+            idle ones cancelled after ``max_idletime`` seconds; after
+            ``max_block_failures`` failed blocks in a row the queued tasks fail with
+            BlockError. ``workers_per_block``: workers per node (its cores by
+            default); ``scale_interval``: seconds between checks. See ``docs/scaling.md``.
     """
 
     def __init__(
@@ -184,6 +195,15 @@ class Executor(concurrent.futures.Executor):
         checkpoint: TaskMemo | None = None,
         monitoring: str | os.PathLike[str] | None = None,
         grace: float | None = None,
+        provider: Provider | None = None,
+        init_blocks: int = 1,
+        min_blocks: int = 0,
+        max_blocks: int = 4,
+        parallelism: float = 1.0,
+        max_idletime: float = 60.0,
+        max_block_failures: int = 3,
+        workers_per_block: int | None = None,
+        scale_interval: float = 2.0,
     ) -> None:
         workers = (os.cpu_count() or 1) if workers is None else workers
         if not isinstance(workers, int) or workers < 0:
@@ -194,6 +214,12 @@ class Executor(concurrent.futures.Executor):
             raise ValueError(f"retries must be >= 0, not {retries}")
         if not 0 < heartbeat < heartbeat_threshold:
             raise ValueError("need 0 < heartbeat < heartbeat_threshold (seconds)")
+        scaling = ScalingSettings(
+            init_blocks, min_blocks, max_blocks, parallelism, max_idletime, max_block_failures,
+            workers_per_block, scale_interval, getattr(provider, "nodes_per_block", 1),
+        )  # fmt: skip
+        if provider is not None:
+            scaling.check()
         if checkpoint is not None and not isinstance(checkpoint, TaskMemo):
             raise TypeError("checkpoint= needs lookup() and record(), e.g. serdoctor.Checkpoint")
         self.workers = workers
@@ -286,6 +312,13 @@ class Executor(concurrent.futures.Executor):
         self._thread.daemon = True
         self._thread.start()
         _LIVE.add(self)
+        self._scaler: Scaler | None = None
+        if provider is not None:
+            self._scaler = Scaler(
+                provider, scaling, self._block_command, self._load, self._fail_queued,
+                self._record_block,
+            )  # fmt: skip
+            self._scaler.start()
 
     # -- processes -------------------------------------------------------------------------
 
@@ -368,6 +401,51 @@ class Executor(concurrent.futures.Executor):
             ]
         )  # fmt: skip
 
+    # -- blocks ----------------------------------------------------------------------------
+
+    def _block_command(self, block_id: str) -> str:
+        key_file = self._secrets.write(self._tmp / "executor.key")
+        argv = [
+            sys.executable, "-m", "serdoctor.execute._pool", self.pool_url,
+            "--key-file", str(key_file), "--heartbeat", str(self.heartbeat),
+            "--heartbeat-threshold", str(self.heartbeat_threshold), "--block-id", block_id,
+        ]  # fmt: skip
+        if self._scaler is not None and self._scaler.settings.workers_per_block:
+            argv += ["--workers", str(self._scaler.settings.workers_per_block)]
+        return shlex.join(argv)
+
+    def _load(self) -> tuple[int, dict[str, dict[str, Any]]]:
+        with self._lock:
+            pending = len(self._tasks) + len(self._waiting)
+        return pending, dict(self._pools)
+
+    def _fail_queued(self, error: BaseException) -> None:
+        """Fail every task not running yet (the blocks that would run them keep failing)."""
+        with self._lock:
+            tasks = [t for t in self._tasks.values() if not t.future.running()]
+        for task in tasks:
+            with self._lock:
+                self._tasks.pop(task.id, None)
+            self._send(m.CANCEL, task.id)
+            self._record_end(task, error)
+            if task.future.set_running_or_notify_cancel():
+                task.future.set_exception(error)
+
+    def _record_block(self, block: BlockInfo) -> None:
+        if self._monitor is not None:
+            label = self._scaler.provider.label if self._scaler else None
+            self._monitor.block_state(
+                block.id, block.state, provider=label, job_id=block.job_id,
+                reason=block.reason or None, stderr=block.stderr or None,
+            )  # fmt: skip
+
+    def blocks(self) -> list[BlockInfo]:
+        """The blocks this executor started, with their states and the batch system's words."""
+        if self._scaler is None:
+            return []
+        with self._scaler._lock:
+            return [dataclasses.replace(b) for b in self._scaler.blocks.values()]
+
     # -- submitting ------------------------------------------------------------------------
 
     def options(
@@ -404,6 +482,12 @@ class Executor(concurrent.futures.Executor):
             raise InterchangeLost(self._broken)
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, not {type(fn).__name__}: {fn!r}")
+        if (
+            self._scaler is not None
+            and self._scaler.stopped_reason is not None
+            and not any(p.get("state") == "active" for p in self._pools.values())
+        ):
+            raise BlockError(self._scaler.stopped_reason)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         deps: list[concurrent.futures.Future[Any]] = []
         find_futures((args, kwargs), deps)
@@ -872,6 +956,8 @@ class Executor(concurrent.futures.Executor):
             return
         self._closed.set()
         self._thread.join(10)
+        if self._scaler is not None:
+            self._scaler.stop()
         for sock in (self._wake_send, self._wake_recv):
             sock.close(0)
         self._ctx.term()

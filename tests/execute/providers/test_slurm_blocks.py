@@ -1,0 +1,77 @@
+"""The executor's blocks as real Slurm jobs: scale out and in, bad partition, scancel, shutdown."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from _slurm import SlurmCluster
+
+from serdoctor.errors import BlockError, ManagerLost
+from serdoctor.execute import Executor, SlurmProvider
+
+pytestmark = pytest.mark.timeout(120)
+FAST = {"heartbeat": 0.2, "heartbeat_threshold": 3.0, "scale_interval": 0.5}
+
+
+def _wait(predicate: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _queue_empty(slurm: SlurmCluster) -> None:
+    _wait(lambda: slurm.queue() == [], 20, f"jobs left in squeue: {slurm.queue()}")
+
+
+def test_scale_out_from_zero_to_two_jobs_then_in(slurm_env: SlurmCluster) -> None:
+    with Executor(
+        workers=0, provider=SlurmProvider("debug", walltime="00:10:00"), init_blocks=0,
+        min_blocks=0, max_blocks=2, workers_per_block=1, max_idletime=2.0, **FAST,
+    ) as ex:  # fmt: skip
+        futures = [ex.submit(time.sleep, 1.0) for _ in range(6)]
+        _wait(lambda: len(ex.blocks()) == 2, 30, "two blocks submitted")
+        assert all(b.job_id and b.job_id.isdigit() for b in ex.blocks())
+        assert [f.result(timeout=90) for f in futures] == [None] * 6
+        assert len(slurm_env.queue()) <= 2
+        _wait(lambda: all(b.state == "cancelled" for b in ex.blocks()), 30, "idle jobs cancelled")
+    _queue_empty(slurm_env)
+
+
+def test_a_bad_partition_fails_the_queued_tasks_with_slurms_words(slurm_env: SlurmCluster) -> None:
+    with Executor(workers=0, provider=SlurmProvider("no-such-partition"), init_blocks=1,
+                  max_blocks=1, max_block_failures=2, **FAST) as ex:  # fmt: skip
+        future = ex.submit(abs, -1)
+        with pytest.raises(BlockError, match=r"(?i)invalid partition"):
+            future.result(timeout=60)
+        assert all(b.state == "refused" for b in ex.blocks())
+    _queue_empty(slurm_env)
+
+
+def test_scancel_of_a_block_mid_task_loses_or_retries_its_tasks(slurm_env: SlurmCluster) -> None:
+    with Executor(workers=0, provider=SlurmProvider(walltime="00:10:00"), init_blocks=1,
+                  max_blocks=1, workers_per_block=1, retries=1, **FAST) as ex:  # fmt: skip
+        assert ex.submit(abs, -3).result(timeout=60) == 3
+        (block,) = ex.blocks()
+        slow = ex.submit(time.sleep, 3)
+        time.sleep(0.5)
+        subprocess.run(["scancel", block.job_id or ""], env=slurm_env.env, check=True, timeout=30)
+        try:  # the pool leaves (requeued) or is lost (ManagerLost); with retries it runs again
+            assert slow.result(timeout=90) is None
+        except ManagerLost:
+            pass
+        _wait(lambda: any(b.state == "cancelled" for b in ex.blocks()), 30, "block seen cancelled")
+    _queue_empty(slurm_env)
+
+
+def test_shutdown_leaves_squeue_empty(slurm_env: SlurmCluster) -> None:
+    ex = Executor(workers=0, provider=SlurmProvider(walltime="00:10:00"), init_blocks=2,
+                  max_blocks=2, workers_per_block=1, **FAST)  # fmt: skip
+    try:
+        assert ex.submit(abs, -4).result(timeout=60) == 4
+        _wait(lambda: len(slurm_env.queue()) == 2, 30, "two jobs")
+    finally:
+        ex.shutdown()
+    _queue_empty(slurm_env)
