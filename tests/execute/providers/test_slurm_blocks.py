@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 
@@ -58,10 +59,9 @@ def test_scancel_of_a_block_mid_task_loses_or_retries_its_tasks(slurm_env: Slurm
         slow = ex.submit(time.sleep, 3)
         time.sleep(0.5)
         subprocess.run(["scancel", block.job_id or ""], env=slurm_env.env, check=True, timeout=30)
-        try:  # the pool leaves (requeued) or is lost (ManagerLost); with retries it runs again
+        # the pool leaves (requeued) or is lost (ManagerLost); with retries it runs again
+        with contextlib.suppress(ManagerLost):
             assert slow.result(timeout=90) is None
-        except ManagerLost:
-            pass
         _wait(lambda: any(b.state == "cancelled" for b in ex.blocks()), 30, "block seen cancelled")
     _queue_empty(slurm_env)
 
