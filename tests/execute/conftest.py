@@ -19,3 +19,6 @@ def executor() -> Iterator[Executor]:
         yield ex
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
+
+
+from _other_python import other_python_bin  # noqa: E402, F401 (a fixture for the tests here)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _other_python import OTHER
 
 from serdoctor.errors import IncompatiblePythonError
 from serdoctor.execute import Executor
@@ -98,42 +96,12 @@ def test_bad_worker_arguments_get_one_clear_line(tmp_path: Path) -> None:
 # -- a pool on another Python ------------------------------------------------------------
 
 
-def _python(version: str) -> Path:
-    root = subprocess.run(
-        ["pyenv", "prefix", version], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    exe = Path(root) / "bin" / "python3"
-    if not exe.exists():
-        pytest.fail(f"Python {version} is not installed: pyenv install {version}")
-    return exe
-
-
-#: The pool's Python: 3.12, or 3.11 when the tests themselves run on 3.12.
-OTHER = "3.11.7" if platform.python_version().startswith("3.12") else "3.12.1"
-OTHER_MINOR = ".".join(OTHER.split(".")[:2])
-
-
-@pytest.fixture(scope="module")
-def py312_bin() -> Iterator[Path]:
-    """A venv of another Python (``OTHER``) with this serdoctor installed, built once."""
-    folder = Path(tempfile.mkdtemp(prefix="serdoctor-other-python-"))
-    try:
-        subprocess.run([str(_python(OTHER)), "-m", "venv", str(folder)], check=True, timeout=120)
-        subprocess.run(
-            [str(folder / "bin" / "pip"), "install", "-q", str(ROOT)],
-            check=True, timeout=600, capture_output=True,
-        )  # fmt: skip
-        yield folder / "bin"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.mark.timeout(700)
 def test_a_python_312_pool_gets_by_reference_tasks_and_by_value_ones_fail_clearly(
-    py312_bin: Path,
+    other_python_bin: Path,
 ) -> None:
     with Executor(workers=0, grace=2.0, **FAST) as ex:
-        pool = _start(ex.worker_command(workers=1), py312_bin)
+        pool = _start(ex.worker_command(workers=1), other_python_bin)
         try:
             with pytest.warns(RuntimeWarning, match=rf"python: {OTHER} \(pool\) vs "):
                 _wait_pools(ex, 1)
@@ -151,9 +119,9 @@ def test_a_python_312_pool_gets_by_reference_tasks_and_by_value_ones_fail_clearl
 
 
 @pytest.mark.timeout(700)
-def test_on_mismatch_error_refuses_the_pool_with_the_reason(py312_bin: Path) -> None:
+def test_on_mismatch_error_refuses_the_pool_with_the_reason(other_python_bin: Path) -> None:
     with Executor(workers=0, on_mismatch="error", **FAST) as ex:
-        pool = _start(ex.worker_command(workers=1), py312_bin)
+        pool = _start(ex.worker_command(workers=1), other_python_bin)
         try:
             deadline = time.monotonic() + 30
             while not any(p.state == "refused" for p in ex.pools()):

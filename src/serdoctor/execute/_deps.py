@@ -9,8 +9,8 @@ teach them their own containers::
             find_futures(item, found)
 
     @serdoctor.execute.replace_futures.register
-    def _(value: MyBag) -> MyBag:
-        return MyBag([replace_futures(item) for item in value.items])
+    def _(value: MyBag, resolve) -> MyBag:
+        return MyBag([replace_futures(item, resolve) for item in value.items])
 
 Lists, tuples (named tuples too), dicts (values) and sets are handled; any
 other object is left as it is.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+from collections.abc import Callable
 from typing import Any
 
 
@@ -48,25 +49,29 @@ def _(value: dict, found: list[concurrent.futures.Future[Any]]) -> None:  # type
         find_futures(item, found)
 
 
+def _result(future: Any) -> Any:
+    return future.result(timeout=0)
+
+
 @functools.singledispatch
-def replace_futures(value: Any) -> Any:
-    """``value`` with every (completed) future inside it replaced by its result."""
+def replace_futures(value: Any, resolve: Callable[[Any], Any] = _result) -> Any:
+    """``value`` with every future inside it replaced by ``resolve(future)`` (its result)."""
     return value
 
 
 @replace_futures.register
-def _(value: concurrent.futures.Future) -> Any:  # type: ignore[type-arg]
-    return value.result(timeout=0)
+def _(value: concurrent.futures.Future, resolve: Callable[[Any], Any] = _result) -> Any:  # type: ignore[type-arg]
+    return resolve(value)
 
 
 @replace_futures.register
-def _(value: list) -> Any:  # type: ignore[type-arg]
-    return [replace_futures(v) for v in value]
+def _(value: list, resolve: Callable[[Any], Any] = _result) -> Any:  # type: ignore[type-arg]
+    return [replace_futures(v, resolve) for v in value]
 
 
 @replace_futures.register
-def _(value: tuple) -> Any:  # type: ignore[type-arg]
-    items = [replace_futures(v) for v in value]
+def _(value: tuple, resolve: Callable[[Any], Any] = _result) -> Any:  # type: ignore[type-arg]
+    items = [replace_futures(v, resolve) for v in value]
     if hasattr(value, "_fields"):  # a named tuple
         return type(value)(*items)
     return type(value)(items) if type(value) is not tuple else tuple(items)
@@ -74,13 +79,13 @@ def _(value: tuple) -> Any:  # type: ignore[type-arg]
 
 @replace_futures.register(set)
 @replace_futures.register(frozenset)
-def _(value: Any) -> Any:
-    return type(value)(replace_futures(v) for v in value)
+def _(value: Any, resolve: Callable[[Any], Any] = _result) -> Any:
+    return type(value)(replace_futures(v, resolve) for v in value)
 
 
 @replace_futures.register
-def _(value: dict) -> Any:  # type: ignore[type-arg]
+def _(value: dict, resolve: Callable[[Any], Any] = _result) -> Any:  # type: ignore[type-arg]
     out = value.copy()
     for k, v in value.items():
-        out[k] = replace_futures(v)
+        out[k] = replace_futures(v, resolve)
     return out
