@@ -81,3 +81,32 @@ def test_internal_error_in_a_subprocess(files: dict[str, Path], tmp_path: Path) 
         assert "simulated bug" in " ".join(proc.stdout.split())  # rich may wrap lines
     data = json.loads(_run(CRASH, str(files["plain_protocol_4"]), "--json", cwd=tmp_path).stdout)
     assert data["verdict"] == "internal-error" and data["exit_code"] == 3
+
+
+@pytest.mark.timeout(120)
+def test_a_large_file_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    import io
+    import pickle
+
+    from rich.console import Console
+
+    from serdoctor.diagnostics import run_inspect
+    from serdoctor.diagnostics._inspect_render import PROGRESS_FROM
+
+    path = tmp_path / "big.pkl"
+    path.write_bytes(pickle.dumps([bytes(PROGRESS_FROM + (1 << 20))]))
+    seen: list[int] = []
+
+    from serdoctor.diagnostics import inspect_file
+
+    inspect_file(path, progress=seen.append)
+    assert seen and seen == sorted(seen) and seen[-1] <= path.stat().st_size
+
+    terminal = io.StringIO()
+    assert run_inspect(str(path), console=Console(file=terminal, force_terminal=True)) == 0
+    assert "inspecting" in terminal.getvalue()
+    for kwargs in ({"json_output": True, "force_terminal": True}, {"force_terminal": False}):
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=kwargs.pop("force_terminal"))
+        assert run_inspect(str(path), console=console, **kwargs) == 0
+        assert "inspecting" not in out.getvalue()

@@ -56,7 +56,8 @@ from __future__ import annotations
 import gc
 import io
 import os
-from typing import BinaryIO, Final
+from collections.abc import Callable
+from typing import Any, BinaryIO, Final
 
 from serdoctor.diagnostics import _opcodes as op
 from serdoctor.diagnostics._inspect_assemble import _finish, _predict
@@ -302,13 +303,37 @@ def _seekable(f: BinaryIO) -> bool:
         return False
 
 
-def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
+class _ProgressFile:
+    """A binary file that reports how far it has been read (for a progress bar)."""
+
+    def __init__(self, f: BinaryIO, report: Callable[[int], None], every: int = 1 << 20) -> None:
+        self._f = f
+        self._report = report
+        self._every = every
+        self._next = every
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        here = self._f.tell()
+        if here >= self._next:
+            self._next = here + self._every
+            self._report(here)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def inspect_file(
+    path: str | os.PathLike[str], *, progress: Callable[[int], None] | None = None
+) -> InspectReport:
     """Inspect the pickle or serdoctor envelope at ``path`` without executing it.
 
     Streams the file (memory stays far below its size), imports nothing it
     names, and returns an :class:`InspectReport`; ``report.exit_code`` is 0
     (clean), 1 (dangerous), 2 (malformed, not a pickle, unreadable) or 3
-    (internal error). Never raises for bad input.
+    (internal error). Never raises for bad input. ``progress(bytes_read)`` is
+    called about every MiB read.
     """
     text = os.fspath(path)
     try:
@@ -319,7 +344,8 @@ def inspect_file(path: str | os.PathLike[str]) -> InspectReport:
         report.hint = f"cannot read {text}: {exc.strerror or exc}"
         return report
     with f:
-        return inspect_stream(f, text)
+        stream: Any = f if progress is None else _ProgressFile(f, progress)
+        return inspect_stream(stream, text)
 
 
 def inspect_bytes(data: bytes | bytearray | memoryview) -> InspectReport:

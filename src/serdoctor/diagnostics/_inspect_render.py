@@ -360,6 +360,28 @@ def render_report(report: InspectReport, *, sketch: bool = False) -> RenderableT
     return Group(*parts)
 
 
+#: Files at least this large get a progress bar (on a terminal, never with --json).
+PROGRESS_FROM = 16 << 20
+
+
+def _inspect_with_progress(path: str, console: Console, *, show: bool) -> InspectReport:
+    """``inspect_file``, with a transient progress bar for a large file on a terminal."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    if not (show and console.is_terminal and size >= PROGRESS_FROM):
+        return inspect_file(path)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[bold]inspecting", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("inspect", total=size)
+        return inspect_file(path, progress=lambda done: bar.update(task, completed=done))
+
+
 def run_inspect(
     path: str,
     *,
@@ -376,7 +398,7 @@ def run_inspect(
     """
     out = console if console is not None else Console()
     try:
-        report = inspect_file(path)
+        report = _inspect_with_progress(path, out, show=not json_output)
     except Exception as exc:  # inspect_file does not raise; this is a last resort
         if os.environ.get("SERDOCTOR_DEBUG"):
             raise

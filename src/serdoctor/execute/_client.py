@@ -822,7 +822,8 @@ class Executor(concurrent.futures.Executor):
                 if new:
                     self._monitor.pool_registered(
                         pool_id, host=str(info.get("host")), pid=int(info.get("pid", 0)),
-                        python=str(info.get("python")), env_digest=None,
+                        python=str(info.get("python")),
+                        env_digest=_digest(entry["env"]) if entry.get("env") else None,
                         workers=int(info.get("workers", 0)), block_id=info.get("block_id"),
                         mismatch=entry.get("mismatch"),
                     )  # fmt: skip
