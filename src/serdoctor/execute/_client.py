@@ -117,6 +117,10 @@ class _Task:
     spent: float = 0.0
     method: str | None = None
     size: int = 0
+    submitted: float = field(default_factory=time.time)
+    sent: float | None = None
+    pool: str | None = None
+    timing: list[Any] | None = None
 
 
 def _free_port(address: str) -> int:
@@ -493,8 +497,6 @@ class Executor(concurrent.futures.Executor):
         find_futures((args, kwargs), deps)
         retries = self.retries if options.retries is None else options.retries
         task = _Task(next(self._ids), future, _describe(fn), [], options, retries, fn, args, kwargs)
-        if self._monitor is not None:
-            self._monitor.task_submitted(task.id, task.name)
         if deps:
             self._wait_for(task, deps)
         else:
@@ -529,6 +531,8 @@ class Executor(concurrent.futures.Executor):
             dep.add_done_callback(one_done)
 
     def _fail_dependency(self, task: _Task, failed: concurrent.futures.Future[Any]) -> None:
+        if self._monitor is not None:
+            self._monitor.task_submitted(task.id, task.name, when=task.submitted)
         if failed.cancelled():
             cause: BaseException = concurrent.futures.CancelledError()
             chain: tuple[str, ...] = ("a cancelled task",)
@@ -561,6 +565,7 @@ class Executor(concurrent.futures.Executor):
                 if task.future.set_running_or_notify_cancel():
                     task.future.set_result(value)
                 if self._monitor is not None:
+                    self._monitor.task_submitted(task.id, task.name, when=task.submitted)
                     self._monitor.task_status(task.id, "memo_hit")
                 return
         try:
@@ -575,7 +580,10 @@ class Executor(concurrent.futures.Executor):
             from serdoctor.serialize._envelope import read_head
 
             task.method, task.size = read_head(task.frames[0])[0].method, _size(task.frames)
-            self._monitor.task_payload(task.id, method=task.method, payload_bytes=task.size)
+            self._monitor.task_submitted(
+                task.id, task.name, method=task.method, payload_bytes=task.size,
+                when=task.submitted,
+            )  # fmt: skip
         if memo is None:  # keep the function and arguments only for the store
             task.fn, task.args, task.kwargs = None, (), {}
         task.future._serdoctor_name = f"task {task.id} ({task.name})"  # type: ignore[attr-defined]
@@ -722,10 +730,10 @@ class Executor(concurrent.futures.Executor):
             if not task.future.running():
                 task.future.set_running_or_notify_cancel()
             if self._monitor is not None:
-                self._monitor.try_sent(
-                    task.id, task.attempt, pool=pool, method=task.method, payload_bytes=task.size
+                task.sent, task.pool = time.time(), pool
+                self._monitor.task_status(
+                    task.id, "sent", attempt=task.attempt, pool=pool, when=task.sent
                 )
-                self._monitor.task_status(task.id, "sent", attempt=task.attempt, pool=pool)
 
     def _result(
         self, task_id: int, frames: list[Any], pool: str, timing: list[Any] | None = None
@@ -733,11 +741,7 @@ class Executor(concurrent.futures.Executor):
         task = self._tasks.get(task_id)
         if task is None:
             return  # cancelled, or lost and retried already
-        if self._monitor is not None and timing and len(timing) == 3:
-            worker, started, _ = timing
-            self._monitor.try_started(
-                task.id, task.attempt, pool=pool, worker=f"pid {worker}", when=started
-            )
+        task.pool, task.timing = pool, timing
         try:
             status, value = self.serializer.loads_frames(frames)
         except Exception as exc:  # this result cannot be loaded here: its future alone fails
@@ -753,10 +757,7 @@ class Executor(concurrent.futures.Executor):
                 except Exception as exc:
                     log.warning("checkpoint record failed for %s: %s", task.name, exc)
             if self._monitor is not None:
-                ended = timing[2] if timing and len(timing) == 3 else None
-                self._monitor.try_ended(
-                    task.id, task.attempt, result_bytes=_size(frames), when=ended
-                )
+                self._record_try(task, _size(frames), None)
                 self._monitor.task_status(task.id, "done", attempt=task.attempt, pool=pool)
             if not task.future.done():
                 if not task.future.running():
@@ -772,9 +773,7 @@ class Executor(concurrent.futures.Executor):
         if task is None:
             return
         if self._monitor is not None:
-            self._monitor.try_ended(
-                task.id, task.attempt, result_bytes=result_bytes, exception=error
-            )
+            self._record_try(task, result_bytes, error)
         cost = 1.0
         if self.retry_handler is not None:
             info = TaskInfo(task.id, task.name, task.attempt, task.retries, task.spent)
@@ -797,6 +796,21 @@ class Executor(concurrent.futures.Executor):
             if not task.future.running():
                 task.future.set_running_or_notify_cancel()
             task.future.set_exception(error)
+
+    def _record_try(
+        self, task: _Task, result_bytes: int | None, error: BaseException | None
+    ) -> None:
+        assert self._monitor is not None
+        worker = started = ended = None
+        if task.timing and len(task.timing) == 3:
+            pid, started, ended = task.timing
+            worker = f"pid {pid}"
+        self._monitor.try_record(
+            task.id, task.attempt, pool=task.pool, worker=worker, sent=task.sent,
+            started=started, ended=ended, method=task.method, payload_bytes=task.size,
+            result_bytes=result_bytes, exception=error,
+        )  # fmt: skip
+        task.pool = task.timing = task.sent = None
 
     def _shutdown_cancelled(self, task: _Task) -> bool:
         return task.future.cancelled()

@@ -77,7 +77,9 @@ def _timeline(go: Any, conn: sqlite3.Connection, run_id: str, t0: float) -> Any:
 
 def _states(go: Any, conn: sqlite3.Connection, run_id: str, t0: float) -> Any:
     events = conn.execute(
-        "SELECT task_id, status, time FROM status WHERE run_id = ? ORDER BY time", (run_id,)
+        "SELECT task_id, 'queued', submitted FROM tasks WHERE run_id = ? AND submitted IS NOT NULL "
+        "UNION ALL SELECT task_id, status, time FROM status WHERE run_id = ? ORDER BY 3",
+        (run_id, run_id),
     ).fetchall()
     current: dict[int, str] = {}
     counts: dict[str, int] = defaultdict(int)
@@ -179,7 +181,7 @@ def write_report(db: str | Path, out: str | Path, *, run: str | None = None) -> 
         started, ended, host, python = conn.execute(
             "SELECT started, ended, host, python FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        first = conn.execute("SELECT min(time) FROM status WHERE run_id = ?", (run_id,)).fetchone()
+        first = conn.execute("SELECT min(submitted) FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
         t0 = min(started, first[0]) if first[0] is not None else started
         figures = {
             "timeline": _timeline(go, conn, run_id, t0),

@@ -37,7 +37,6 @@ CREATE TABLE IF NOT EXISTS status (
     run_id TEXT NOT NULL, task_id INTEGER NOT NULL, try INTEGER NOT NULL, status TEXT NOT NULL,
     time REAL NOT NULL, pool TEXT, worker TEXT, detail TEXT
 );
-CREATE INDEX IF NOT EXISTS status_by_task ON status (run_id, task_id);
 CREATE TABLE IF NOT EXISTS tries (
     run_id TEXT NOT NULL, task_id INTEGER NOT NULL, try INTEGER NOT NULL,
     pool TEXT, worker TEXT, sent REAL, started REAL, ended REAL,

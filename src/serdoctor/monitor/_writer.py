@@ -38,6 +38,9 @@ _SQL = {
     "WHERE run_id = ? AND task_id = ?",
     "try_sent": "INSERT OR REPLACE INTO tries (run_id, task_id, try, pool, worker, sent, method, "
     "payload_bytes, proxies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "try": "INSERT OR REPLACE INTO tries (run_id, task_id, try, pool, worker, sent, started, "
+    "ended, method, payload_bytes, result_bytes, proxies, exc_type, exc_message, remedy) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "try_started": "UPDATE tries SET started = ?, pool = coalesce(?, pool), "
     "worker = coalesce(?, worker) WHERE run_id = ? AND task_id = ? AND try = ?",
     "try_ended": "UPDATE tries SET ended = ?, result_bytes = ?, exc_type = ?, exc_message = ?, "
@@ -56,6 +59,23 @@ _SQL = {
     "THEN excluded.submitted ELSE ended END",
     "run_end": "UPDATE runs SET ended = ? WHERE run_id = ?",
 }
+
+
+def _describe(exception: BaseException) -> tuple[str, str | None, str | None]:
+    cls = type(exception)
+    exc_type = f"{cls.__module__}.{cls.__qualname__}"
+    message = None
+    with contextlib.suppress(Exception):
+        message = str(exception)[:_MAX_MESSAGE]
+    return exc_type, message, remedy_for(exc_type) or None
+
+
+# The order kinds are written in within one batch: a row is inserted before it is updated
+# (events of one kind keep their order; events of a task are recorded in this order).
+_ORDER = (
+    "task", "payload", "status", "task_status", "try", "try_sent", "try_started", "try_ended",
+    "pool", "heartbeat", "pool_seen", "pool_lost", "block", "run_end",
+)  # fmt: skip
 
 
 class MonitorWriter:
@@ -133,8 +153,8 @@ class MonitorWriter:
     ) -> None:
         """A task was submitted (state ``queued``)."""
         now = time.time() if when is None else when
+        # the task's row says "queued" at ``submitted``: no status row is needed for it
         self._put("task", (self.run_id, task_id, fn, now, now, method, payload_bytes, depends_on))
-        self._put("status", (self.run_id, task_id, 0, "queued", now, None, None, None))
 
     def task_payload(self, task_id: int, *, method: str, payload_bytes: int) -> None:
         """The stack's choice for the task: the method that carries it, and its size."""
@@ -154,7 +174,34 @@ class MonitorWriter:
         """A task changed state (``sent``, ``running``, ``done``, ``failed``, ``retried``...)."""
         now = time.time() if when is None else when
         self._put("status", (self.run_id, task_id, attempt, status, now, pool, worker, detail))
-        self._put("task_status", (status, now, attempt, self.run_id, task_id))
+        if status != "sent":  # "sent" lives in the status table; the task row keeps the rest
+            self._put("task_status", (status, now, attempt, self.run_id, task_id))
+
+    def try_record(
+        self,
+        task_id: int,
+        attempt: int,
+        *,
+        pool: str | None = None,
+        worker: str | None = None,
+        sent: float | None = None,
+        started: float | None = None,
+        ended: float | None = None,
+        method: str | None = None,
+        payload_bytes: int | None = None,
+        result_bytes: int | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """A whole try at once, when it has ended (one row: the cheapest for the executor)."""
+        exc_type = exc_message = remedy = None
+        if exception is not None:
+            exc_type, exc_message, remedy = _describe(exception)
+        self._put(
+            "try",
+            (self.run_id, task_id, attempt, pool, worker, sent, started,
+             time.time() if ended is None else ended, method, payload_bytes, result_bytes, 0,
+             exc_type, exc_message, remedy),
+        )  # fmt: skip
 
     def try_sent(
         self,
@@ -201,11 +248,7 @@ class MonitorWriter:
         now = time.time() if when is None else when
         exc_type = exc_message = remedy = None
         if exception is not None:
-            cls = type(exception)
-            exc_type = f"{cls.__module__}.{cls.__qualname__}"
-            with contextlib.suppress(Exception):
-                exc_message = str(exception)[:_MAX_MESSAGE]
-            remedy = remedy_for(exc_type) or None
+            exc_type, exc_message, remedy = _describe(exception)
         self._put(
             "try_ended",
             (now, result_bytes, exc_type, exc_message, remedy, self.run_id, task_id, attempt),
@@ -289,9 +332,13 @@ class MonitorWriter:
 
     def _write(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
         try:
-            with self._conn:
-                for kind, params in rows:
-                    self._conn.execute(_SQL[kind], params)
+            by_kind: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in _ORDER}
+            for kind, params in rows:
+                by_kind[kind].append(params)
+            with self._conn:  # one transaction; each kind in one executemany, inserts first
+                for kind in _ORDER:
+                    if by_kind[kind]:
+                        self._conn.executemany(_SQL[kind], by_kind[kind])
         except Exception as exc:  # recording must never break the run it records
             self._failed = True
             warnings.warn(
