@@ -181,7 +181,8 @@ def write_report(db: str | Path, out: str | Path, *, run: str | None = None) -> 
         started, ended, host, python = conn.execute(
             "SELECT started, ended, host, python FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        first = conn.execute("SELECT min(submitted) FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
+        query = "SELECT min(submitted) FROM tasks WHERE run_id = ?"
+        first = conn.execute(query, (run_id,)).fetchone()
         t0 = min(started, first[0]) if first[0] is not None else started
         figures = {
             "timeline": _timeline(go, conn, run_id, t0),
