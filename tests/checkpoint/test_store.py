@@ -240,3 +240,29 @@ def test_ls_lists_10000_results(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)) == 10_000
+
+
+def test_a_result_whose_module_is_missing_here_is_a_miss_with_the_reason(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "labmod.py").write_text("class Thing:\n    def __init__(self, v):\n        self.v = v\n")
+    db = tmp_path / "c.db"
+    writer = textwrap.dedent(f"""
+        import serdoctor, labmod
+        store = serdoctor.Checkpoint({str(db)!r})
+        store.record(abs, (-1,), {{}}, labmod.Thing(5))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    subprocess.run([sys.executable, "-c", writer], env=env, check=True, timeout=50)
+    reader = textwrap.dedent(f"""
+        import warnings, serdoctor
+        store = serdoctor.Checkpoint({str(db)!r})
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            print(store.lookup(abs, (-1,), {{}}))
+        print(seen[0].message)
+    """)
+    out = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True,
+                         check=True, timeout=50).stdout  # fmt: skip
+    assert out.splitlines()[0] == "(False, None)"
+    assert "cannot load here" in out and "labmod" in out
