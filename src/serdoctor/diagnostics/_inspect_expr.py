@@ -33,9 +33,10 @@ from serdoctor.diagnostics._inspect_nodes import (
     _seq,
     _Stub,
 )
-from serdoctor.diagnostics._inspect_report import DANGEROUS, _fmt_size
+from serdoctor.diagnostics._inspect_report import DANGEROUS
 from serdoctor.diagnostics._inspect_state import _MachineState
 from serdoctor.diagnostics._opcodes import Skipped
+from serdoctor.serialize._sizes import format_size
 
 
 class _Renderer(_MachineState):
@@ -173,10 +174,10 @@ class _Renderer(_MachineState):
             sk = node.info
             if isinstance(sk, Skipped) and node.label.startswith("str"):
                 preview = self.read_preview(sk)
-                return f"<str {_fmt_size(node.size)} @{node.pos}: {preview!r}…>"
-            return f"<{node.label} {_fmt_size(node.size)} @{node.pos}>"
+                return f"<str {format_size(node.size)} @{node.pos}: {preview!r}…>"
+            return f"<{node.label} {format_size(node.size)} @{node.pos}>"
         if kind == K_BUFFER:
-            size = f" {_fmt_size(node.size)}" if node.size else ""
+            size = f" {format_size(node.size)}" if node.size else ""
             return f"<out-of-band buffer #{node.info}{size}>"
         if kind == K_PERSID:
             return f"persistent_load({self.render(node.info, 1)})"

@@ -29,8 +29,8 @@ from serdoctor.diagnostics._inspect_report import (
     WARNING,
     Availability,
     InspectReport,
-    _fmt_size,
 )
+from serdoctor.serialize._sizes import format_size
 
 __all__ = ["render_report", "run_inspect"]
 
@@ -73,7 +73,7 @@ def _header(report: InspectReport) -> RenderableType:
     lines.append("ser-doctor inspect ", style="bold")
     lines.append(report.path or "<bytes>")
     if report.size is not None:
-        lines.append(f"  ({_fmt_size(report.size)})", style="dim")
+        lines.append(f"  ({format_size(report.size)})", style="dim")
     lines.append("\n")
     fmt = report.format
     if report.pickles:
@@ -120,9 +120,9 @@ def _envelope(report: InspectReport) -> RenderableType | None:
         " · signed (HMAC-SHA256)" if env.signed else " · not signed",
         style="green" if env.signed else "yellow",
     )
-    text.append(f" · body {_fmt_size(env.body_size)}")
+    text.append(f" · body {format_size(env.body_size)}")
     if env.buffers:
-        sizes = ", ".join(_fmt_size(b) for b in env.buffers[:5])
+        sizes = ", ".join(format_size(b) for b in env.buffers[:5])
         text.append(f" · {len(env.buffers)} out-of-band buffer(s): {sizes}")
     text.append(f" · written by serdoctor {env.serdoctor}\n", style="dim")
     if env.libraries:
@@ -257,12 +257,12 @@ def _values(report: InspectReport) -> RenderableType | None:
     text.append("Where the bytes go\n", style="bold underline")
     for value in report.largest:
         text.append(f"  {value.path}: ", style="bold")
-        text.append(f"{value.type}, {_fmt_size(value.size)} @{value.offset}\n")
+        text.append(f"{value.type}, {format_size(value.size)} @{value.offset}\n")
     if not report.largest:
         text.append("  no value larger than 256 bytes\n", style="dim")
     for box in report.containers[:5]:
         what = f"{box.type} of {box.items:,} items" if box.items is not None else box.type
-        text.append(f"  {box.path}: {what}, ~{_fmt_size(box.size)} @{box.offset}\n", style="dim")
+        text.append(f"  {box.path}: {what}, ~{format_size(box.size)} @{box.offset}\n", style="dim")
     text.append(
         f"  nesting depth {report.max_depth:,} · memo {report.memo_entries:,} "
         f"entries · out-of-band buffers {report.out_of_band_buffers}"

@@ -439,13 +439,3 @@ class InspectReport:
         return json.dumps(
             self.to_dict(sketch=sketch), indent=indent, ensure_ascii=False, default=str
         )
-
-
-def _fmt_size(n: int) -> str:
-    """``50.0 MiB`` style sizes."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
