@@ -22,6 +22,7 @@ PACKAGE = SRC / "serdoctor"
 LAYERS = {
     "serdoctor.errors": 0,
     "serdoctor._lazy": 0,
+    "serdoctor._sqlite": 0,
     "serdoctor._version": 0,
     "serdoctor.serialize": 1,
     "serdoctor.checkpoint": 2,

@@ -158,7 +158,7 @@ def test_bad_databases_get_one_clear_line_and_exit_2(tmp_path: Path, kind: str) 
     assert proc.stderr.startswith("error:")
     expected = {
         "missing": "no such monitoring database",
-        "text": "not a monitoring database",
+        "text": "not a readable monitoring database",
         "other-sqlite": "not a serdoctor monitoring database (its tables: people)",
         "newer": "upgrade serdoctor",
         "locked": "locked by another process",

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from serdoctor._sqlite import FileKind, open_versioned
 from serdoctor.checkpoint._keys import arguments_key, function_identity
 from serdoctor.errors import CheckpointError, SerdoctorError
 from serdoctor.serialize import Serializer
@@ -48,6 +49,16 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_fn ON results (fn);
 """
+
+
+CHECKPOINT_STORE = FileKind(
+    KIND,
+    SCHEMA_VERSION,
+    _DDL,
+    "checkpoint store",
+    "give another path, or move that file away",
+    CheckpointError,
+)
 
 
 class CheckpointMismatchWarning(UserWarning):
@@ -123,55 +134,15 @@ class Checkpoint:
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        if conn is None:
             # WAL + NORMAL: a commit survives the process being killed (what checkpoints are
             # for); only a power cut may lose the last commits. FULL would fsync each task.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._check(conn)
-        except sqlite3.DatabaseError as exc:
-            # (never open() the file to look at it: closing a descriptor of an SQLite file
-            # drops every lock this process holds on it)
-            raise CheckpointError(
-                f"{self.path} is not a readable checkpoint store (SQLite says: {exc}): it is "
-                "damaged or another kind of file; give another path, or move that file away"
-            ) from None
-        self._local.conn = conn
+            conn = open_versioned(
+                self.path, CHECKPOINT_STORE, create=True, timeout=self.timeout,
+                synchronous="NORMAL",
+            )  # fmt: skip
+            self._local.conn = conn
         return conn
-
-    def _check(self, conn: sqlite3.Connection) -> None:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" not in tables:
-            if tables:
-                conn.close()
-                raise CheckpointError(
-                    f"{self.path} is an SQLite file but not a checkpoint store (its tables: "
-                    f"{', '.join(sorted(tables))}): give another path"
-                )
-            conn.execute("PRAGMA journal_mode = WAL")
-            with conn:
-                conn.executescript(_DDL)
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('kind', ?), ('version', ?)",
-                    (KIND, str(SCHEMA_VERSION)),
-                )
-            return
-        meta = dict(conn.execute("SELECT key, value FROM meta"))
-        if meta.get("kind") != KIND:
-            conn.close()
-            raise CheckpointError(
-                f"{self.path} is not a checkpoint store (kind {meta.get('kind')!r})"
-            )
-        if int(meta.get("version", "0")) > SCHEMA_VERSION:
-            conn.close()
-            raise CheckpointError(
-                f"{self.path} was written by a newer serdoctor (store version "
-                f"{meta['version']}, this one reads {SCHEMA_VERSION}): upgrade serdoctor"
-            )
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from serdoctor._sqlite import FileKind, open_versioned
 from serdoctor.errors import MonitorError
 
 KIND = "serdoctor-monitoring"
@@ -61,6 +62,16 @@ CREATE TABLE IF NOT EXISTS blocks (
 """
 
 
+MONITORING_DB = FileKind(
+    KIND,
+    SCHEMA_VERSION,
+    DDL,
+    "monitoring database",
+    "give the file that Executor(monitoring=...) wrote",
+    MonitorError,
+)
+
+
 def connect(path: str | Path, *, create: bool, timeout: float = 5.0) -> sqlite3.Connection:
     """Open the monitoring database at ``path`` (creating it when ``create``).
 
@@ -69,59 +80,4 @@ def connect(path: str | Path, *, create: bool, timeout: float = 5.0) -> sqlite3.
     another process, or does not exist (and ``create`` is false). Nothing in
     the file is changed by a refusal.
     """
-    path = Path(path)
-    if not create and not path.exists():
-        raise MonitorError(
-            f"{path}: no such monitoring database (Executor(monitoring=...) writes one)"
-        )
-    try:
-        conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        _check(conn, path, create=create)
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise MonitorError(
-                f"{path} is locked by another process (for longer than {timeout:g} s): "
-                "try again when the run that holds it pauses, or read a copy of the file"
-            ) from exc
-        raise MonitorError(f"{path}: cannot open the monitoring database: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        # (never open() the file ourselves to look at it: closing any descriptor of an SQLite
-        # file drops every lock this process holds on it, also another connection's)
-        raise MonitorError(
-            f"{path} is not a monitoring database (SQLite says: {exc}): give the file that "
-            "Executor(monitoring=...) wrote"
-        ) from exc
-    return conn
-
-
-def _check(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "meta" not in tables:
-        if tables or not create:
-            conn.close()
-            raise MonitorError(
-                f"{path} is an SQLite file but not a serdoctor monitoring database "
-                f"(its tables: {', '.join(sorted(tables)) or 'none'})"
-            )
-        conn.execute("PRAGMA journal_mode = WAL")
-        with conn:
-            conn.executescript(DDL)
-            conn.execute(
-                "INSERT INTO meta VALUES ('kind', ?), ('version', ?)", (KIND, str(SCHEMA_VERSION))
-            )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        return
-    meta = dict(conn.execute("SELECT key, value FROM meta"))
-    if meta.get("kind") != KIND:
-        conn.close()
-        raise MonitorError(
-            f"{path} is not a serdoctor monitoring database (kind {meta.get('kind')!r})"
-        )
-    version = int(meta.get("version", "0"))
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise MonitorError(
-            f"{path} has monitoring schema version {version}, newer than this serdoctor reads "
-            f"({SCHEMA_VERSION}): upgrade serdoctor to read it"
-        )
+    return open_versioned(path, MONITORING_DB, create=create, timeout=timeout)

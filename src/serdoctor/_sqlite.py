@@ -1,0 +1,102 @@
+"""Opening serdoctor's own SQLite files (checkpoint stores, monitoring databases) safely.
+
+Each such file says what it is: a ``meta`` table holds its ``kind`` and schema
+``version`` (also in ``PRAGMA user_version``). :func:`open_versioned` creates
+one (WAL mode) or opens one, and refuses — with an error that says what to do,
+and without changing the file — a path that does not exist (when it may not
+create it), a file that is not SQLite or is damaged, another program's SQLite
+database, a file written by a newer serdoctor, and a file locked by another
+process for longer than ``timeout``.
+
+It never ``open()``s the file itself to look at it: closing any descriptor of
+an SQLite file drops every lock this process holds on it, also another
+connection's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from serdoctor.errors import SerdoctorError
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What a serdoctor SQLite file is, for its checks and its error messages."""
+
+    kind: str  #: written in ``meta`` (``serdoctor-checkpoint``)
+    version: int  #: the schema version this serdoctor writes and reads
+    ddl: str  #: creates the tables
+    what: str  #: in messages: ``checkpoint store``
+    hint: str  #: what to do instead, in messages
+    error: type[SerdoctorError]
+
+
+def open_versioned(
+    path: str | Path,
+    spec: FileKind,
+    *,
+    create: bool,
+    timeout: float = 5.0,
+    synchronous: str | None = None,
+) -> sqlite3.Connection:
+    """Open (or create) the file at ``path``; raise ``spec.error`` when it cannot be used."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise spec.error(f"{path}: no such {spec.what} ({spec.hint})")
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        if synchronous is not None:
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+        _check(conn, path, spec, create=create)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise spec.error(
+                f"{path} is locked by another process (for longer than {timeout:g} s): try again "
+                "when the process that holds it pauses, or read a copy of the file"
+            ) from exc
+        raise spec.error(f"{path}: cannot open the {spec.what}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise spec.error(
+            f"{path} is not a readable {spec.what} (SQLite says: {exc}): it is damaged or "
+            f"another kind of file; {spec.hint}"
+        ) from exc
+    return conn
+
+
+def _check(conn: sqlite3.Connection, path: Path, spec: FileKind, *, create: bool) -> None:
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "meta" not in tables:
+        if tables or not create:
+            conn.close()
+            raise spec.error(
+                f"{path} is an SQLite file but not a serdoctor {spec.what} "
+                f"(its tables: {', '.join(sorted(tables)) or 'none'}); {spec.hint}"
+            )
+        conn.execute("PRAGMA journal_mode = WAL")
+        with conn:
+            conn.executescript(spec.ddl)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('kind', ?), ('version', ?)",
+                (spec.kind, str(spec.version)),
+            )
+            conn.execute(f"PRAGMA user_version = {spec.version}")
+        return
+    meta = dict(conn.execute("SELECT key, value FROM meta"))
+    if meta.get("kind") != spec.kind:
+        conn.close()
+        raise spec.error(
+            f"{path} is not a serdoctor {spec.what} (its kind is {meta.get('kind')!r}); {spec.hint}"
+        )
+    version = int(meta.get("version", "0"))
+    if version > spec.version:
+        conn.close()
+        raise spec.error(
+            f"{path} was written by a newer serdoctor ({spec.what} version {version}; this one "
+            f"reads {spec.version}): upgrade serdoctor to read it"
+        )
