@@ -24,6 +24,7 @@ no-argument call makes one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import io
 import pickle
@@ -84,7 +85,53 @@ class Method(Protocol):
         """Versions of the libraries this method's payloads depend on."""
 
 
+@runtime_checkable
+class ChunkedMethod(Protocol):
+    """A method that can also return its payload as the pieces its pickler wrote.
+
+    Optional. The serializer uses it when a method has it (large values then
+    reach the envelope without the copy a ``b"".join`` would make); every
+    built-in method has it. Checked with ``isinstance``, once per method type.
+    """
+
+    def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
+        """Like ``dumps``, as a list of buffers whose concatenation is the payload."""
+
+
 # --- the recording picklers -------------------------------------------------------------
+
+
+def _persistent_id(self: Any, obj: Any) -> Any:
+    return self._pid(obj)
+
+
+@functools.cache
+def with_persistent_id(pickler: type) -> type:
+    """``pickler`` plus a ``persistent_id`` that asks the dump's proxy policy.
+
+    A separate class, because defining ``persistent_id`` at all makes the C
+    pickler call it for every object: picklers without a policy stay without one.
+    """
+    return type(f"{pickler.__name__}PID", (pickler,), {"persistent_id": _persistent_id})
+
+
+@functools.cache
+def unpickler_for(base: type) -> type:
+    """``base`` (pickle's or dill's Unpickler) that resolves persistent ids with the context."""
+
+    def __init__(self: Any, file: io.BytesIO, ctx: LoadContext) -> None:
+        init: Any = base.__init__  # type: ignore[misc]  # (the class, not an instance)
+        init(self, file, buffers=ctx.buffers)
+        self._load = ctx.persistent_load
+
+    def persistent_load(self: Any, pid: Any) -> Any:
+        if self._load is None:
+            raise pickle.UnpicklingError("payload has persistent ids but no loader for them")
+        return self._load(pid)
+
+    return type(f"{base.__name__}WithContext", (base,), {
+        "__init__": __init__, "persistent_load": persistent_load,
+    })  # fmt: skip
 
 
 class _Chunks(list[Any]):
@@ -178,27 +225,10 @@ class _ReferencePickler(_Hooks, pickle.Pickler):
         self._pid = ctx.persistent_id
 
 
-class _ReferencePicklerPID(_ReferencePickler):
-    def persistent_id(self, obj: Any) -> Any:
-        assert self._pid is not None
-        return self._pid(obj)
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, ctx: LoadContext) -> None:
-        super().__init__(file, buffers=ctx.buffers)
-        self._load = ctx.persistent_load
-
-    def persistent_load(self, pid: Any) -> Any:
-        if self._load is None:
-            raise pickle.UnpicklingError("payload has persistent ids but no loader for them")
-        return self._load(pid)
-
-
 def _plain_loads(data: memoryview, ctx: LoadContext) -> Any:
     if ctx.persistent_load is None:
         return pickle.loads(data, buffers=ctx.buffers)
-    return _Unpickler(io.BytesIO(data), ctx).load()
+    return unpickler_for(pickle.Unpickler)(io.BytesIO(data), ctx).load()
 
 
 class PickleMethod:
@@ -215,7 +245,9 @@ class PickleMethod:
         """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
         context.recorder.active = True
         file = _Chunks()
-        cls = _ReferencePickler if context.persistent_id is None else _ReferencePicklerPID
+        cls: type = _ReferencePickler
+        if context.persistent_id is not None:
+            cls = with_persistent_id(cls)
         cls(file, context).dump(obj)
         return file
 
@@ -284,12 +316,7 @@ def _cloudpickle_classes() -> tuple[type, type]:
             # cloudpickle's own by-value reducers (classes, and functions marshal can't write)
             return cloudpickle.Pickler.reducer_override(self, obj)
 
-    class CloudPicklerPID(CloudPickler):
-        def persistent_id(self, obj: Any) -> Any:
-            assert self._pid is not None
-            return self._pid(obj)
-
-    return CloudPickler, CloudPicklerPID
+    return CloudPickler, with_persistent_id(CloudPickler)
 
 
 class CloudpickleMethod:
@@ -346,22 +373,7 @@ def _dill_classes() -> tuple[type, type, type]:
             self._kinds = {}
             self._pid = ctx.persistent_id
 
-    class DillPicklerPID(DillPickler):
-        def persistent_id(self, obj: Any) -> Any:
-            assert self._pid is not None
-            return self._pid(obj)
-
-    class DillUnpickler(dill.Unpickler):  # type: ignore[misc]
-        def __init__(self, file: io.BytesIO, ctx: LoadContext) -> None:
-            super().__init__(file, buffers=ctx.buffers)
-            self._load = ctx.persistent_load
-
-        def persistent_load(self, pid: Any) -> Any:
-            if self._load is None:
-                raise pickle.UnpicklingError("payload has persistent ids but no loader for them")
-            return self._load(pid)
-
-    return DillPickler, DillPicklerPID, DillUnpickler
+    return DillPickler, with_persistent_id(DillPickler), unpickler_for(dill.Unpickler)
 
 
 class DillMethod:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import pickle
 import types
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,13 @@ from serdoctor.serialize._checks import (
 from serdoctor.serialize._classify import ByValueNeeded, CodeDecision, Recorder, classify
 from serdoctor.serialize._environment import PYTHON_MINOR
 from serdoctor.serialize._explain import Attempt, Explanation
-from serdoctor.serialize._methods import DumpContext, LoadContext, Method, registry
+from serdoctor.serialize._methods import (
+    ChunkedMethod,
+    DumpContext,
+    LoadContext,
+    Method,
+    registry,
+)
 from serdoctor.serialize._notdata import not_data
 from serdoctor.serialize._persistent import buffer_pid, chain, persistent_loader, scan_bytearrays
 from serdoctor.serialize._probe import find_culprit
@@ -179,9 +186,8 @@ class Serializer:
         if seed is not None:
             recorder.seed(obj, seed)
         ctx = DumpContext(callback, pid, self.by_value_modules, recorder)
-        chunked = getattr(method, "dumps_chunks", None)
-        if chunked is not None:
-            return chunked(obj, ctx), recorder
+        if _chunked(type(method)):
+            return method.dumps_chunks(obj, ctx), recorder  # type: ignore[attr-defined]
         return [method.dumps(obj, ctx)], recorder
 
     def _dump(self, obj: Any) -> _Dumped:
@@ -464,6 +470,12 @@ class Serializer:
 
 
 _default: Serializer | None = None
+
+
+@functools.lru_cache(maxsize=64)
+def _chunked(method_type: type) -> bool:
+    """Does this kind of method have ``dumps_chunks`` (the ChunkedMethod protocol)?"""
+    return issubclass(method_type, ChunkedMethod)
 
 
 def _own_error(obj: Any) -> BaseException | None:
