@@ -444,3 +444,23 @@ def test_records_of_the_first_format_still_load() -> None:
     assert type(back) is ValueError and back.args == ("outer", 42)
     assert type(back.__cause__) is KeyError and back.__suppress_context__ is True
     assert back.remote_traceback == "".join(traceback.format_exception(exc))
+
+
+@pytest.mark.timeout(60)
+def test_tblib_reducers_installed_by_dask_do_not_change_the_records(run_python: Any) -> None:
+    # distributed calls tblib.pickling_support.install(), which puts a copyreg reducer on
+    # every exception class; the compact path and exact records must not notice.
+    out = run_python(
+        """
+        import copyreg
+        from tblib import pickling_support
+        import serdoctor
+        from serdoctor.serialize._exc_values import compact_args
+        pickling_support.install()
+        assert ValueError in copyreg.dispatch_table
+        print(compact_args(ValueError("bad value")))
+        back = serdoctor.loads(serdoctor.dumps(KeyError("k")))
+        print(type(back).__name__, back.args)
+        """
+    ).stdout.split("\n")
+    assert out[:2] == ["('bad value',)", "KeyError ('k',)"]

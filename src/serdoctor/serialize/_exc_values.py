@@ -258,7 +258,7 @@ def compact_args(exc: BaseException) -> tuple[Any, ...] | None:
         or exc.__cause__ is not None
         or exc.__context__ is not None
         or exc.__suppress_context__
-        or cls in copyreg.dispatch_table
+        or custom_reducer(cls)
     ):
         return None
     state = exc.__dict__
@@ -290,9 +290,20 @@ def record_rebuilds(exc: BaseException, state: dict[str, Any]) -> bool:
     return exact_parts(cls, exc.args, state)
 
 
+def custom_reducer(cls: type) -> bool:
+    """Has ``cls`` a copyreg reducer of its own (so its pickle may hold more than its record)?
+
+    tblib's ``pickling_support.install()`` (which importing Dask's ``distributed``
+    runs) registers one for every exception class; it only adds the traceback,
+    which the record carries itself, so it does not count.
+    """
+    reducer = copyreg.dispatch_table.get(cls)
+    return reducer is not None and not getattr(reducer, "__module__", "").startswith("tblib")
+
+
 def exact_parts(cls: type, args: object, state: dict[str, Any]) -> bool:
     """:func:`record_rebuilds` for a :func:`builtin_class` exception's class, args, dict."""
-    if cls in copyreg.dispatch_table or type(args) is not tuple or len(args) > MAX_ITEMS:
+    if custom_reducer(cls) or type(args) is not tuple or len(args) > MAX_ITEMS:
         return False
     for arg in args:
         kind = type(arg)
