@@ -28,8 +28,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import math
 import platform
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,13 +121,23 @@ class DaskExecutor(concurrent.futures.Executor):
         self._dask: dict[int, Any] = {}  # id(our future) -> dask future
         self._lock = threading.Lock()
         self._pythons: dict[str, str] = {}
+        self._checked = -math.inf
         self._shutdown = False
 
     def _worker_pythons(self) -> dict[str, str]:
-        workers = set(self.client.scheduler_info().get("workers", {}))
-        if workers - set(self._pythons):
-            self._pythons = dict(self.client.run(_python_version))
-        return {w: v for w, v in self._pythons.items() if w in workers}
+        """Each worker's Python version.
+
+        The worker list is asked for at most every 2 s: ``scheduler_info`` is a
+        round trip to the scheduler.
+        """
+        now = time.monotonic()
+        if now - self._checked > 2.0:
+            self._checked = now
+            workers = set(self.client.scheduler_info().get("workers", {}))
+            if workers - set(self._pythons):
+                self._pythons = dict(self.client.run(_python_version))
+            self._pythons = {w: v for w, v in self._pythons.items() if w in workers}
+        return self._pythons
 
     def submit(
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -157,8 +169,11 @@ class DaskExecutor(concurrent.futures.Executor):
         workers = None
         if header.by_value:
             minor = header.python_minor
-            same = [w for w, v in self._worker_pythons().items() if v.startswith(minor + ".")]
-            workers = same or None  # none on our Python: a worker refuses it, clearly
+            pythons = self._worker_pythons()
+            same = [w for w, v in pythons.items() if v.startswith(minor + ".")]
+            # restrict only when some workers differ (a restriction costs the scheduler);
+            # none on our Python: a worker refuses it, clearly
+            workers = same if same and len(same) < len(pythons) else None
         key = f"serdoctor-{name.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:12]}"
         config = {**self._config, "name": f"task {key} ({name})"}
         dask_future = self.client.submit(
