@@ -33,11 +33,19 @@ class EnvironmentMismatchWarning(UserWarning):
     """A distribution the payload needs has another version here than where it was made."""
 
 
-def check_header(header: env.Header, *, allow: tuple[str, ...], on_mismatch: OnMismatch) -> Method:
+def check_header(
+    header: env.Header,
+    *,
+    allow: tuple[str, ...],
+    on_mismatch: OnMismatch,
+    mismatches: list[str] | None = None,
+) -> Method:
     """Check a payload's header before anything is unpickled; return its method.
 
     Order: allowed method, Python version for by-value code, required modules,
-    distribution versions, and the method being installed here.
+    distribution versions, and the method being installed here. Version
+    mismatches are also appended to ``mismatches`` when it is given (the
+    serializer only remembers headers that passed without one).
     """
     if header.method not in allow:
         raise UnsafePayloadError(
@@ -46,8 +54,7 @@ def check_header(header: env.Header, *, allow: tuple[str, ...], on_mismatch: OnM
             "only if you trust the payload's source"
         )
     if header.by_value and (
-        header.python_minor != PYTHON_MINOR
-        or header.implementation != IMPLEMENTATION
+        header.python_minor != PYTHON_MINOR or header.implementation != IMPLEMENTATION
     ):
         raise IncompatiblePythonError(
             f"payload holds code sent by value (bytecode) by {header.implementation} "
@@ -75,6 +82,7 @@ def check_header(header: env.Header, *, allow: tuple[str, ...], on_mismatch: OnM
             if version and here and here != version:
                 _mismatch(
                     on_mismatch,
+                    mismatches,
                     f"payload was made with {dist} {version}; this environment has {dist} "
                     f"{here}: objects may load differently (install {dist}=={version} here "
                     "to match, or pass on_mismatch='ignore')",
@@ -94,13 +102,16 @@ def check_header(header: env.Header, *, allow: tuple[str, ...], on_mismatch: OnM
             if here and here != version:
                 _mismatch(
                     on_mismatch,
+                    mismatches,
                     f"payload holds by-value code made with {lib} {version}; this environment "
                     f"has {lib} {here}, which may not read it: install {lib}=={version}",
                 )
     return method
 
 
-def _mismatch(on_mismatch: OnMismatch, message: str) -> None:
+def _mismatch(on_mismatch: OnMismatch, mismatches: list[str] | None, message: str) -> None:
+    if mismatches is not None:
+        mismatches.append(message)
     if on_mismatch == "error":
         raise EnvironmentMismatchError(message)
     warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)

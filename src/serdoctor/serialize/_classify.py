@@ -83,12 +83,55 @@ def _function_reason(fn: types.FunctionType) -> str:
     return f"defined inside {outer}() (it has no importable name)"
 
 
+def registered_by_value() -> tuple[str, ...]:
+    """Modules registered with ``cloudpickle.register_pickle_by_value`` (if it is imported)."""
+    inner = sys.modules.get("cloudpickle.cloudpickle")
+    if inner is None:
+        return ()
+    # its own set, read without the copy list_registry_pickle_by_value() makes (hot path)
+    names = getattr(inner, "_PICKLE_BY_VALUE_MODULES", None)
+    if names is None:
+        listing = getattr(sys.modules.get("cloudpickle"), "list_registry_pickle_by_value", None)
+        names = listing() if listing is not None else ()
+    return tuple(names) if names else ()
+
+
+#: "reference" decisions already made, keyed by (id, by_value_modules): the object (which
+#: keeps the id valid), where its name is looked up again on every use, and the decision
+_REFERENCES: dict[tuple[int, tuple[str, ...]], tuple[Any, Any, str, CodeDecision]] = {}
+
+
 def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
     """Decide whether a function or class can travel by reference.
 
     By reference means the receiver rebuilds it with ``from module import name``;
-    by value means its code is serialized (cloudpickle or dill).
+    by value means its code is serialized (cloudpickle or dill). Modules in
+    ``by_value_modules`` or registered with cloudpickle's
+    ``register_pickle_by_value`` travel by value. A "reference" verdict is
+    remembered; using it again checks that the name still leads to the object.
     """
+    key = (id(obj), by_value_modules)
+    known = _REFERENCES.get(key)
+    if known is not None and known[0] is obj:
+        _, holder, attr, decision = known
+        if getattr(holder, attr, None) is obj and not registered_by_value():
+            return decision
+    decision = _classify(obj, by_value_modules)
+    if decision.importable:
+        module = sys.modules.get(str(obj.__module__))
+        qualname = str(obj.__qualname__)
+        holder = module
+        if "." in qualname:
+            found, holder = _lookup(str(obj.__module__), qualname.rsplit(".", 1)[0])
+            holder = holder if found else None
+        if holder is not None:
+            if len(_REFERENCES) >= 4096:
+                _REFERENCES.clear()
+            _REFERENCES[key] = (obj, holder, qualname.rsplit(".", 1)[-1], decision)
+    return decision
+
+
+def _classify(obj: Any, by_value_modules: tuple[str, ...]) -> CodeDecision:
     kind = "class" if isinstance(obj, type) else "function"
     module = getattr(obj, "__module__", None)
     qualname = str(getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?"))
@@ -112,6 +155,14 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
     listed = _in_modules(module, by_value_modules)
     if listed is not None:
         return CodeDecision(kind, name, "value", f"module {listed!r} is listed in by_value_modules")
+    registered = _in_modules(module, registered_by_value())
+    if registered is not None:
+        return CodeDecision(
+            kind,
+            name,
+            "value",
+            f"module {registered!r} is registered with cloudpickle.register_pickle_by_value",
+        )
     found, target = _lookup(module, qualname)
     if not found and module == "builtins":
         return CodeDecision(
@@ -182,6 +233,16 @@ class Recorder:
         else:
             self.modules.add(str(obj.__module__))
 
+    def reset(self) -> None:
+        """Forget everything recorded, to serve the next payload (reused picklers)."""
+        if not (self._keep or self.modules or self.active):
+            return
+        self.decisions.clear()
+        self.modules.clear()
+        self._keep.clear()
+        self.active = False
+        self.by_value_seen = False
+
     def module(self, mod: types.ModuleType) -> None:
         """Remember a module object reached in the graph (cloudpickle imports it)."""
         key = id(mod)
@@ -197,3 +258,39 @@ class Recorder:
         module = getattr(obj, "__module__", None)
         if isinstance(module, str):
             self.modules.add(module)
+
+
+class LeanRecorder(Recorder):
+    """A recorder that keeps only what a header needs: the modules and the by-value flag.
+
+    For the serializer's fast path, which never explains its choices (``explain``
+    always takes the general path and records every decision).
+    """
+
+    def code(self, obj: Any) -> CodeDecision:
+        """Classify a function or class; remember its module when it goes by reference."""
+        known = _REFERENCES.get((id(obj), self.by_value_modules))
+        if (
+            known is not None
+            and known[0] is obj
+            and getattr(known[1], known[2], None) is obj
+            and not registered_by_value()
+        ):
+            self.modules.add(obj.__module__)
+            return known[3]
+        decision = classify(obj, self.by_value_modules)
+        if decision.how == "value":
+            self.by_value_seen = True
+        else:
+            self.modules.add(str(obj.__module__))
+        return decision
+
+    def module(self, mod: types.ModuleType) -> None:
+        """Remember a module object reached in the graph."""
+        self.modules.add(mod.__name__)
+
+    def reset(self) -> None:
+        """Forget the modules and the flag."""
+        if self.modules:
+            self.modules.clear()
+        self.by_value_seen = False

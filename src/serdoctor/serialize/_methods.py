@@ -134,7 +134,7 @@ def unpickler_for(base: type) -> type:
     })  # fmt: skip
 
 
-class _Chunks(list[Any]):
+class Chunks(list[Any]):
     """A write-only file that keeps what the pickler writes, as written.
 
     The C pickler hands values of 64 KiB and more (a large ``bytes``) to
@@ -194,6 +194,11 @@ class _Hooks:
             kind = self._kinds[t] = _kind_of(t)
         if kind == _PLAIN:
             return NotImplemented
+        if kind in (_FUNCTION, _CLASS):  # the common case, without another call
+            decision = self._rec.code(obj)
+            if self._strict and decision.how == "value":
+                raise ByValueNeeded(decision)
+            return NotImplemented
         return self._special(obj, kind)
 
     def _special(self, obj: Any, kind: int) -> Any:
@@ -201,11 +206,7 @@ class _Hooks:
             info = not_data_type(type(obj))
             assert info is not None
             raise NotDataError(obj, info)
-        if kind in (_FUNCTION, _CLASS):
-            decision = self._rec.code(obj)
-            if self._strict and decision.how == "value":
-                raise ByValueNeeded(decision)
-        elif kind == _EXCEPTION:
+        if kind == _EXCEPTION:
             return _exception_reducer()(obj)
         elif kind == _MEMORYVIEW:
             return reduce_memoryview(obj)
@@ -216,8 +217,10 @@ class _Hooks:
         return NotImplemented
 
 
-class _ReferencePickler(_Hooks, pickle.Pickler):
-    def __init__(self, file: _Chunks, ctx: DumpContext) -> None:
+class ReferencePickler(_Hooks, pickle.Pickler):
+    """pickle's C pickler with serdoctor's hooks; raises ByValueNeeded for by-value code."""
+
+    def __init__(self, file: Chunks, ctx: DumpContext) -> None:
         super().__init__(file, PROTOCOL, buffer_callback=ctx.buffer_callback)
         self._rec = ctx.recorder
         self._strict = True
@@ -244,8 +247,8 @@ class PickleMethod:
     def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
         """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
         context.recorder.active = True
-        file = _Chunks()
-        cls: type = _ReferencePickler
+        file = Chunks()
+        cls: type = ReferencePickler
         if context.persistent_id is not None:
             cls = with_persistent_id(cls)
         cls(file, context).dump(obj)
@@ -290,7 +293,7 @@ def _cloudpickle_classes() -> tuple[type, type]:
     import cloudpickle
 
     class CloudPickler(_Hooks, cloudpickle.Pickler):  # type: ignore[misc]
-        def __init__(self, file: _Chunks, ctx: DumpContext) -> None:
+        def __init__(self, file: Chunks, ctx: DumpContext) -> None:
             super().__init__(file, protocol=PROTOCOL, buffer_callback=ctx.buffer_callback)
             self._rec = ctx.recorder
             self._globals_ref: dict[int, dict[str, Any]] = {}
@@ -340,7 +343,7 @@ class CloudpickleMethod:
             CloudpickleMethod._module = sys.modules.get("cloudpickle")
         plain, with_pid = CloudpickleMethod._classes
         context.recorder.active = True
-        file = _Chunks()
+        file = Chunks()
         cls = plain if context.persistent_id is None else with_pid
         if context.by_value_modules:
             with _cloudpickle_by_value(context.by_value_modules):
@@ -364,7 +367,7 @@ def _dill_classes() -> tuple[type, type, type]:
     import dill
 
     class DillPickler(_Hooks, dill.Pickler):  # type: ignore[misc]
-        def __init__(self, file: _Chunks, ctx: DumpContext, recurse: bool = True) -> None:
+        def __init__(self, file: Chunks, ctx: DumpContext, recurse: bool = True) -> None:
             super().__init__(
                 file, PROTOCOL, buffer_callback=ctx.buffer_callback, recurse=recurse, byref=False
             )
@@ -400,14 +403,14 @@ class DillMethod:
         plain, with_pid, _ = self._get()
         context.recorder.active = True
         cls = plain if context.persistent_id is None else with_pid
-        file = _Chunks()
+        file = Chunks()
         try:
             cls(file, context).dump(obj)
         except RecursionError:
             # dill's recurse=True (send only the globals a function uses) loops on a
             # closure that refers to itself; recurse=False sends the function's globals
             # whole, which dill's memo handles.
-            file = _Chunks()
+            file = Chunks()
             cls(file, context, recurse=False).dump(obj)
         return file
 
@@ -432,6 +435,8 @@ class MethodRegistry:
         self._methods: dict[str, Method] = {}
         self._lock = threading.Lock()
         self._entry_points_loaded = False
+        #: bumped by every change, so that caches of checked headers know when to forget
+        self.generation = 0
 
     def register(self, method: Method, *, replace: bool = False) -> Method:
         """Add ``method``; raise :class:`RegistryError` if its name is taken."""
@@ -451,12 +456,14 @@ class MethodRegistry:
                     "pass replace=True to override it on purpose"
                 )
             self._methods[name] = method
+            self.generation += 1
         return method
 
     def unregister(self, name: str) -> None:
         """Remove a method (mainly for tests)."""
         with self._lock:
             self._methods.pop(name, None)
+            self.generation += 1
 
     def load_entry_points(self) -> list[str]:
         """Register methods advertised in the ``serdoctor.methods`` entry-point group."""
@@ -489,6 +496,10 @@ class MethodRegistry:
                 f"Third-party methods register through the {ENTRY_POINT_GROUP!r} entry-point group"
             )
         return method
+
+    def peek(self, name: str) -> Method | None:
+        """The method called ``name`` if registered, without consulting entry points."""
+        return self._methods.get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._methods

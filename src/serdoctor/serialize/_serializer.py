@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hmac
 import pickle
+import threading
 import types
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from serdoctor.errors import (
@@ -34,14 +36,22 @@ from serdoctor.serialize._checks import (
     OnMismatch,
     check_header,
 )
-from serdoctor.serialize._classify import ByValueNeeded, CodeDecision, Recorder, classify
+from serdoctor.serialize._classify import (
+    ByValueNeeded,
+    CodeDecision,
+    LeanRecorder,
+    Recorder,
+    classify,
+)
 from serdoctor.serialize._environment import PYTHON_MINOR
 from serdoctor.serialize._explain import Attempt, Explanation
 from serdoctor.serialize._methods import (
     ChunkedMethod,
+    Chunks,
     DumpContext,
     LoadContext,
     Method,
+    ReferencePickler,
     registry,
 )
 from serdoctor.serialize._notdata import not_data
@@ -58,7 +68,91 @@ MIN_OUT_OF_BAND = 4096
 
 
 #: header templates (all but the lengths) and their JSON, per kind of payload
-_TEMPLATES: dict[tuple[Any, ...], tuple[env.Header, str]] = {}
+_TEMPLATES: dict[tuple[Any, ...], _Kind] = {}
+_NO_MODULES: frozenset[str] = frozenset()
+#: the tail every writer puts after the body length when there are no buffers
+_NO_BUFFERS = b',"buffers":[]}'
+_BODY = b',"body":'
+#: payloads larger than this are not worth a kept pickler (see _dump_fast)
+_REUSE_LIMIT = 16 * 1024
+_V1 = env.MAGIC + bytes([env.FORMAT_VERSION])
+_FLAGS = (bytes([0]), bytes([env.FLAG_SIGNED]))
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of payload's header: the template, and its JSON up to the lengths."""
+
+    template: env.Header
+    prefix: str  # see env.static_prefix
+    start: bytes  # prefix + ',"body":', encoded
+    lead: bytes  # magic, format version and flags
+    heads: dict[int, bytes] = field(default_factory=dict)  # whole heads of small payloads
+
+    def head(self, size: int, lengths: str = "") -> bytes:
+        """Frame 0 of a payload of this kind (what ``env.encode_head`` writes, faster)."""
+        tail = f',"buffers":[{lengths}]}}'.encode() if lengths else _NO_BUFFERS
+        text = b"".join((self.start, str(size).encode(), tail))
+        head = b"".join((self.lead, len(text).to_bytes(4, "big"), text))
+        if not lengths and size < 4096:
+            if len(self.heads) >= 4096:
+                self.heads.clear()
+            self.heads[size] = head
+        return head
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A header this serializer has checked and passed, with nothing to warn about.
+
+    The fast path of ``loads`` recognises the same header bytes again and skips
+    decoding and re-checking them; every other check (lengths, the signature)
+    is still made on each payload.
+    """
+
+    method: Method
+    method_name: str
+    generation: int  # registry.generation when checked: a changed registry forgets
+
+
+class _Reusable:
+    """A pickler kept per thread and serializer for the common case (see ``_dump_fast``).
+
+    Making a pickler costs more than pickling a small object; this one is reset
+    and reused. ``busy`` guards against reentrant use (a reducer that itself
+    calls ``dumps``), which then takes the ordinary path.
+    """
+
+    def __init__(self, by_value_modules: tuple[str, ...]) -> None:
+        self.file = Chunks()
+        self.buffers: list[env.Buffer] = []
+        self.recorder = LeanRecorder(by_value_modules)
+        ctx = DumpContext(self.callback, None, by_value_modules, self.recorder)
+        self.pickler = ReferencePickler(self.file, ctx)
+        self.busy = False
+
+    def callback(self, buf: pickle.PickleBuffer) -> bool:
+        return _out_of_band(buf, self.buffers)
+
+    def reset(self) -> None:
+        self.pickler.clear_memo()
+        self.file.clear()
+        if self.buffers:
+            self.buffers = []
+        self.recorder.reset()
+        self.busy = False
+
+
+def _out_of_band(buf: pickle.PickleBuffer, buffers: list[env.Buffer]) -> bool:
+    """Keep large contiguous buffers out of band (pickle's ``buffer_callback``)."""
+    try:
+        view = buf.raw()
+    except BufferError:  # not contiguous: pickle copies it in band
+        return True
+    if view.nbytes < MIN_OUT_OF_BAND:
+        return True
+    buffers.append(view)
+    return False
 
 
 @dataclass
@@ -122,6 +216,14 @@ class Serializer:
     differs from the sender's (``"warn"``, ``"error"`` or ``"ignore"``).
     """
 
+    # per-process caches, dropped whenever the configuration changes (see __setattr__)
+    _local: threading.local
+    _checked: dict[tuple[bytes, int], _Checked]
+    _heads: dict[bytes, tuple[_Checked, int]]
+    _by_modules: dict[str | frozenset[str], _Kind]
+    _generation: int
+    _fast_generation: int
+
     def __init__(
         self,
         methods: Sequence[str] = DEFAULT_METHODS,
@@ -155,6 +257,43 @@ class Serializer:
         self.proxy = proxy
         self.on_mismatch: OnMismatch = on_mismatch
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set an attribute; a change of configuration drops what was cached for the old one."""
+        object.__setattr__(self, name, value)
+        if not name.startswith("_"):
+            object.__setattr__(self, "_local", threading.local())
+            object.__setattr__(self, "_checked", {})
+            object.__setattr__(self, "_heads", {})
+            object.__setattr__(self, "_by_modules", {})
+            object.__setattr__(self, "_generation", -1)
+            object.__setattr__(self, "_fast_generation", -1)
+            self.__dict__.pop("_plain_kind", None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The configuration, without the per-process caches (a Serializer pickles)."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from :meth:`__getstate__`'s configuration."""
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    @property
+    def _fast(self) -> bool:
+        """Whether ``dumps`` may take the reused-pickler path (re-decided on registry changes)."""
+        if self._generation != registry.generation:
+            object.__setattr__(self, "_generation", registry.generation)
+            fast = (
+                self.proxy is None
+                and self.methods[0] == "pickle"
+                and registry.peek("pickle") is _PICKLE
+            )
+            object.__setattr__(self, "_fast_ok", fast)
+            object.__setattr__(self, "_fast_generation", registry.generation if fast else -1)
+            self._checked.clear()
+            self._heads.clear()
+        return bool(self.__dict__["_fast_ok"])
+
     def __repr__(self) -> str:
         return (
             f"Serializer(methods={self.methods!r}, by_value_modules={self.by_value_modules!r}, "
@@ -173,14 +312,7 @@ class Serializer:
         seed: CodeDecision | None = None,
     ) -> tuple[list[env.Buffer], Recorder]:
         def callback(buf: pickle.PickleBuffer) -> bool:
-            try:
-                view = buf.raw()
-            except BufferError:  # not contiguous: pickle copies it in band
-                return True
-            if view.nbytes < MIN_OUT_OF_BAND:
-                return True
-            buffers.append(view)
-            return False
+            return _out_of_band(buf, buffers)
 
         recorder = Recorder(self.by_value_modules)
         if seed is not None:
@@ -253,22 +385,106 @@ class Serializer:
         attempts: list[Attempt],
     ) -> _Dumped:
         by_value = recorder.any_by_value or (method.python_bound and not recorder.active)
-        signed = self.key is not None
         body = sum(map(_nbytes, chunks))
         lengths = tuple(map(_nbytes, buffers))
-        key = (method.name, frozenset(recorder.modules), by_value, persistent, signed)
-        cached = None if plan is not None else _TEMPLATES.get(key)
-        if cached is None:
+        kind = self._kind(method, recorder, by_value, persistent, plan)
+        head = kind.head(body, ",".join(map(str, lengths)))
+        tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
+        return _Dumped(head, chunks, buffers, tag, kind.template, body, lengths, recorder, attempts)
+
+    def _kind(
+        self,
+        method: Method,
+        recorder: Recorder,
+        by_value: bool,
+        persistent: bool,
+        plan: ProxyPlan | None,
+    ) -> _Kind:
+        """The header of this kind of payload (cached, but for payloads with proxies)."""
+        modules = frozenset(recorder.modules) if recorder.modules else _NO_MODULES
+        key = (method.name, modules, by_value, persistent, self.key is not None)
+        kind = None if plan is not None else _TEMPLATES.get(key)
+        if kind is None:
             template = self._template(method, recorder, by_value, persistent, plan)
-            cached = (template, env.static_prefix(template))
+            prefix = env.static_prefix(template)
+            lead = _V1 + _FLAGS[self.key is not None]
+            kind = _Kind(template, prefix, prefix.encode() + _BODY, lead)
             if plan is None:
                 if len(_TEMPLATES) > 1024:
                     _TEMPLATES.clear()
-                _TEMPLATES[key] = cached
-        template, prefix = cached
-        head = env.encode_head_with(prefix, body, lengths, signed)
-        tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
-        return _Dumped(head, chunks, buffers, tag, template, body, lengths, recorder, attempts)
+                _TEMPLATES[key] = kind
+        return kind
+
+    def _dump_fast(self, obj: Any) -> tuple[list[env.Buffer], list[env.Buffer]] | None:
+        """The common case without the general machinery: (head and body pieces, buffers).
+
+        Plain pickle with a reused pickler, for a serializer without a proxy
+        policy whose first method is ``pickle``. Anything else (code that must
+        travel by value, a large bytearray, an object pickle refuses, a
+        reentrant call) returns None, and :meth:`_dump` does the whole work,
+        recording every attempt for ``explain``. The header is the one the
+        general path writes for the same payload.
+        """
+        if type(obj) is types.FunctionType and classify(obj, self.by_value_modules).how == "value":
+            return None  # pickle cannot send it: do not try
+        reusable: _Reusable | None = getattr(self._local, "pickler", None)
+        if reusable is None:
+            reusable = self._local.pickler = _Reusable(self.by_value_modules)
+        elif reusable.busy:
+            return None
+        reusable.busy = True
+        try:
+            reusable.pickler.dump(obj)
+            chunks = reusable.file[:]
+            buffers = reusable.buffers
+            recorder = reusable.recorder
+            modules = recorder.modules
+            if modules:
+                one = next(iter(modules)) if len(modules) == 1 else frozenset(modules)
+                kind = self._by_modules.get(one) or self._module_kind(one, recorder)
+            else:
+                kind = self.__dict__.get("_plain_kind") or self._plain()
+        except Exception:
+            self._local.pickler = None  # a fresh one next time: no state left from the failure
+            return None
+        finally:
+            reusable.reset()
+        if len(chunks) == 1:
+            size = len(chunks[0])
+        elif bytearray in map(type, chunks):
+            # a large bytearray went in band: the general path sends it out of band
+            return None
+        else:
+            size = sum(map(_nbytes, chunks))
+        if size > _REUSE_LIMIT:
+            # a pickler keeps the output buffer and memo table of its largest payload, and
+            # clears them in full on every use: after a large payload, start afresh
+            self._local.pickler = None
+        if buffers:
+            lengths = ",".join(str(_nbytes(b)) for b in buffers)
+            return [kind.head(size, lengths), *chunks], buffers
+        head = kind.heads.get(size) or kind.head(size)
+        return [head, *chunks], buffers
+
+    def _module_kind(self, modules: str | frozenset[str], recorder: Recorder) -> _Kind:
+        """The kind of a pickle payload that needs these modules (cached per serializer)."""
+        kind = self._kind(_PICKLE, recorder, False, False, None)
+        if len(self._by_modules) >= 256:
+            self._by_modules.clear()
+        self._by_modules[modules] = kind
+        return kind
+
+    def _plain(self) -> _Kind:
+        """The kind of a pickle payload that needs no module (cached per serializer)."""
+        kind = self._kind(_PICKLE, Recorder(), False, False, None)
+        object.__setattr__(self, "_plain_kind", kind)
+        return kind
+
+    def _tag(self, frames: Sequence[env.Buffer]) -> list[env.Buffer]:
+        """Append the signature frame when this serializer signs."""
+        if self.key is None:
+            return list(frames)
+        return [*frames, env.sign(frames, self.key)]
 
     def _template(
         self,
@@ -343,10 +559,23 @@ class Serializer:
         ``b"".join(frames)`` equals :meth:`dumps`. Send the frames separately
         (e.g. a ZeroMQ multipart message) to avoid copying large buffers.
         """
+        if self._fast_generation == registry.generation or self._fast:
+            fast = self._dump_fast(obj)
+            if fast is not None:
+                pieces, buffers = fast
+                body = pieces[1] if len(pieces) == 2 else b"".join(pieces[1:])
+                return self._tag([pieces[0], body, *buffers])
         return self._dump(obj).frames()
 
     def dumps(self, obj: Any) -> bytes:
         """Serialize ``obj`` into one ``bytes`` payload."""
+        if self._fast_generation == registry.generation or self._fast:
+            fast = self._dump_fast(obj)
+            if fast is not None:
+                pieces, buffers = fast
+                if self.key is None and not buffers and len(pieces) == 2:
+                    return bytes(pieces[0]) + pieces[1]
+                return b"".join(self._tag([*pieces, *buffers]))
         return self._dump(obj).flat()
 
     def explain(self, obj: Any) -> Explanation:
@@ -389,6 +618,30 @@ class Serializer:
         ``raw=True`` also accepts a plain pickle (no envelope, so no checks),
         unless this serializer has a key: a raw pickle cannot be signed.
         """
+        if type(data) is bytes and data[:6] == _V1:
+            end = 11 + int.from_bytes(data[7:11], "big")
+            known = self._heads.get(data[:end]) or self._known_head(data, end)
+            if known is not None and known[0].generation == registry.generation:
+                checked, body_end = known
+                size = len(data)
+                if self.key is None:
+                    fits = size == body_end or (data[6] and size == body_end + env.TAG_SIZE)
+                else:
+                    fits = data[6] and size == body_end + env.TAG_SIZE
+                    if fits:
+                        self._verify_one(data, body_end)
+                if fits:
+                    # small bodies are cheaper to copy than to view
+                    body = data[end:body_end] if body_end - end < 65536 else (
+                        memoryview(data)[end:body_end])  # fmt: skip
+                    if checked.method is _PICKLE:
+                        try:
+                            return pickle.loads(body)
+                        except SerdoctorError:
+                            raise
+                        except Exception as exc:
+                            raise _load_error(exc, "pickle") from exc
+                    return self._unpickle(checked.method, checked.method_name, body)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"loads() takes bytes, bytearray or memoryview, not {type(data).__name__}"
@@ -404,7 +657,80 @@ class Serializer:
 
         Arrays rebuilt from read-only frames are read-only.
         """
+        signed = self.key is not None
+        if len(frames) == 2 + signed:
+            head = frames[0]
+            if type(head) is not bytes:
+                head = bytes(head)
+            end = len(head)
+            known = None
+            if head[:6] == _V1:
+                known = self._heads.get(head) or self._known_head(head, end)
+            if known is not None and known[0].generation == registry.generation:
+                checked, body_end = known
+                body = memoryview(frames[1])
+                if body.nbytes == body_end - end and body.format == "B":
+                    if signed:
+                        self._verify_frames(head, body, frames[2])
+                    return self._unpickle(checked.method, checked.method_name, body)
         return self._load(env.parse_frames(frames), copy_buffers=False)
+
+    # The fast path of loading. A header this serializer has already decoded and
+    # checked (same bytes, so same method, Python, modules and versions) is not
+    # decoded or checked again; the lengths, the layout and the signature are
+    # checked on every payload. Anything unexpected falls back to the general
+    # path, which gives the precise error.
+
+    def _known_head(self, data: bytes, end: int) -> tuple[_Checked, int] | None:
+        """(checked header, end of the body) if ``data``'s head is of a checked kind."""
+        text = data[11:end]
+        if not text.endswith(_NO_BUFFERS):
+            return None
+        i = text.rfind(_BODY)
+        digits = text[i + 8 : -14]
+        if i < 0 or not digits.isdigit():
+            return None
+        checked = self._checked.get((text[:i], data[6]))
+        if checked is None or checked.generation != registry.generation:
+            return None
+        known = (checked, end + int(digits))
+        if len(self._heads) >= 1024:
+            self._heads.clear()
+        self._heads[data[:end]] = known
+        return known
+
+    def _verify_one(self, data: bytes, body_end: int) -> None:
+        assert self.key is not None
+        view = memoryview(data)
+        expected = hmac.digest(self.key, view[:body_end], "sha256")
+        if not hmac.compare_digest(expected, view[body_end:]):
+            raise SignatureError(
+                "payload signature does not match: it was changed after it was made, or "
+                "signed with another key; nothing was unpickled"
+            )
+
+    def _verify_frames(self, head: bytes, body: memoryview, tag: env.Buffer) -> None:
+        assert self.key is not None
+        expected = env.sign([head, body], self.key)
+        if not hmac.compare_digest(expected, bytes(tag)):
+            raise SignatureError(
+                "payload signature does not match: it was changed after it was made, or "
+                "signed with another key; nothing was unpickled"
+            )
+
+    def _remember(self, parsed: env.Parsed, method: Method) -> None:
+        """Let the fast path recognise this header again (it passed every check quietly)."""
+        header = parsed.header
+        if header.buffers or "persistent" in header.extra or "proxies" in header.extra:
+            return
+        text = bytes(parsed.head[env.PREFIX_SIZE :])
+        i = text.rfind(_BODY)
+        if i < 0 or text[i:] != b"%s%d%s" % (_BODY, header.body, _NO_BUFFERS):
+            return
+        if len(self._checked) >= 256:
+            self._checked.clear()
+        flags = parsed.head[6]
+        self._checked[(text[:i], flags)] = _Checked(method, header.method, registry.generation)
 
     def read_header(self, data: env.Buffer) -> env.Header:
         """Decode a payload's header without loading (or verifying) anything."""
@@ -434,42 +760,63 @@ class Serializer:
         except Exception as exc:
             raise DeserializationError(f"raw pickle failed to load: {_error_text(exc)}") from exc
 
-    def _check(self, header: env.Header) -> Method:
-        return check_header(header, allow=self.allow, on_mismatch=self.on_mismatch)
+    def _check(self, header: env.Header, mismatches: list[str] | None = None) -> Method:
+        return check_header(
+            header, allow=self.allow, on_mismatch=self.on_mismatch, mismatches=mismatches
+        )
 
     def _load(self, parsed: env.Parsed, *, copy_buffers: bool) -> Any:
         if self.key is not None:
             parsed.verify(self.key)
         header = parsed.header
-        method = self._check(header)
+        mismatches: list[str] = []
+        method = self._check(header, mismatches)
+        if not mismatches:
+            self._remember(parsed, method)
         buffers: list[Any] = list(parsed.buffers)
         if copy_buffers:
             buffers = [bytearray(b) for b in buffers]
         persistent = persistent_loader() if header.extra.get("persistent") else None
+        return self._unpickle(method, header.method, parsed.body, LoadContext(buffers, persistent))
+
+    def _unpickle(
+        self,
+        method: Method,
+        method_name: str,
+        body: bytes | memoryview,
+        context: LoadContext | None = None,
+    ) -> Any:
+        """Run the method's loader; explain its failures in serdoctor's terms."""
+        view = body if isinstance(body, memoryview) else memoryview(body)
         try:
-            return method.loads(parsed.body, LoadContext(buffers, persistent))
+            return method.loads(view, context if context is not None else _NO_CONTEXT)
         except SerdoctorError:
             raise
-        except ModuleNotFoundError as exc:
-            module = exc.name or "?"
-            raise MissingModuleError(
-                f"loading the payload imported {module!r}, which is not installed here: install "
-                "it where the payload is loaded",
-                module=module,
-            ) from exc
-        except AttributeError as exc:
-            raise DeserializationError(
-                f"loading the payload failed: {exc}. The name exists where the payload was made "
-                "but not here: the module differs between the two environments (compare them "
-                "with `ser-doctor env diff`)"
-            ) from exc
         except Exception as exc:
-            raise DeserializationError(
-                f"the {header.method} body failed to load: {_error_text(exc)}"
-            ) from exc
+            raise _load_error(exc, method_name) from exc
+
+
+def _load_error(exc: Exception, method_name: str) -> SerdoctorError:
+    """A method's failure to load a body, in serdoctor's terms."""
+    if isinstance(exc, ModuleNotFoundError):
+        module = exc.name or "?"
+        return MissingModuleError(
+            f"loading the payload imported {module!r}, which is not installed here: install "
+            "it where the payload is loaded",
+            module=module,
+        )
+    if isinstance(exc, AttributeError):
+        return DeserializationError(
+            f"loading the payload failed: {exc}. The name exists where the payload was made "
+            "but not here: the module differs between the two environments (compare them "
+            "with `ser-doctor env diff`)"
+        )
+    return DeserializationError(f"the {method_name} body failed to load: {_error_text(exc)}")
 
 
 _default: Serializer | None = None
+_PICKLE = registry.get("pickle")
+_NO_CONTEXT = LoadContext()
 
 
 @functools.lru_cache(maxsize=64)
