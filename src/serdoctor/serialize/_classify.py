@@ -201,6 +201,8 @@ class Recorder:
     modules: set[str] = field(default_factory=set)
     active: bool = False
     _keep: list[Any] = field(default_factory=list)
+    #: objects sent by an opt-in reducer: (type, what they become where loaded)
+    reduced: list[tuple[str, str]] = field(default_factory=list)
 
     by_value_seen: bool = False
 
@@ -233,10 +235,15 @@ class Recorder:
         else:
             self.modules.add(str(obj.__module__))
 
+    def reduced_to(self, obj: Any, what: str) -> None:
+        """Remember that an opt-in reducer sent ``obj`` as ``what``."""
+        self.reduced.append((f"{type(obj).__module__}.{type(obj).__qualname__}", what))
+
     def reset(self) -> None:
         """Forget everything recorded, to serve the next payload (reused picklers)."""
-        if not (self._keep or self.modules or self.active):
+        if not (self._keep or self.modules or self.active or self.reduced):
             return
+        self.reduced.clear()
         self.decisions.clear()
         self.modules.clear()
         self._keep.clear()
@@ -288,6 +295,9 @@ class LeanRecorder(Recorder):
     def module(self, mod: types.ModuleType) -> None:
         """Remember a module object reached in the graph."""
         self.modules.add(mod.__name__)
+
+    def reduced_to(self, obj: Any, what: str) -> None:
+        """Nothing to remember: the fast path does not explain."""
 
     def reset(self) -> None:
         """Forget the modules and the flag."""

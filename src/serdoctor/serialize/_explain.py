@@ -35,6 +35,8 @@ class Explanation:
     buffers: tuple[int, ...]
     attempts: tuple[Attempt, ...] = ()
     proxies: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    #: objects sent by an opt-in reducer: (type, what they become where loaded)
+    reduced: tuple[tuple[str, str], ...] = ()
 
     @property
     def by_value_code(self) -> list[CodeDecision]:
@@ -54,6 +56,7 @@ class Explanation:
             "buffers": list(self.buffers),
             "attempts": [a.to_dict() for a in self.attempts],
             "proxies": [dict(p) for p in self.proxies],
+            "reduced": [{"type": t, "becomes": what} for t, what in self.reduced],
         }
 
     def __str__(self) -> str:
@@ -67,6 +70,10 @@ class Explanation:
             lines.append("code:")
             for d in code:
                 lines.append(f"  {d.kind} {d.name}: by {d.how} ({d.reason})")
+        if self.reduced:
+            lines.append("not data, sent by opt-in reducers (new objects where loaded):")
+            for type_name, what in self.reduced:
+                lines.append(f"  {type_name} -> {what}")
         if self.requires:
             lines.append("requires:")
             for module, version in self.requires.items():

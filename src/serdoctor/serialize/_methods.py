@@ -40,6 +40,7 @@ from serdoctor.serialize._classify import ByValueNeeded, Recorder
 from serdoctor.serialize._code import reduce_function
 from serdoctor.serialize._notdata import NotDataError, not_data_type
 from serdoctor.serialize._rebuild import reduce_memoryview
+from serdoctor.serialize._reducers import reduce_opt_in
 
 PROTOCOL = 5
 ENTRY_POINT_GROUP = "serdoctor.methods"
@@ -53,6 +54,7 @@ class DumpContext:
     persistent_id: Callable[[Any], Any] | None = None
     by_value_modules: tuple[str, ...] = ()
     recorder: Recorder = field(default_factory=Recorder)
+    reducers: tuple[str, ...] = ()  # opt-in reducers for objects that are not data
 
 
 @dataclass
@@ -185,6 +187,7 @@ class _Hooks:
     _strict: bool  # True: give up on anything that must travel by value
     _kinds: dict[type, int]
     _pid: Callable[[Any], Any] | None
+    _reducers: tuple[str, ...] = ()
 
     def reducer_override(self, obj: Any) -> Any:
         # runs once per object the pickler meets: the common case returns at once
@@ -203,6 +206,11 @@ class _Hooks:
 
     def _special(self, obj: Any, kind: int) -> Any:
         if kind == _NOT_DATA:
+            if self._reducers:
+                found = reduce_opt_in(obj, self._reducers)
+                if found is not None:
+                    self._rec.reduced_to(obj, found[1])
+                    return found[0]
             info = not_data_type(type(obj))
             assert info is not None
             raise NotDataError(obj, info)
@@ -226,6 +234,7 @@ class ReferencePickler(_Hooks, pickle.Pickler):
         self._strict = True
         self._kinds = {}
         self._pid = ctx.persistent_id
+        self._reducers = ctx.reducers
 
 
 def _plain_loads(data: memoryview, ctx: LoadContext) -> Any:
@@ -300,6 +309,7 @@ def _cloudpickle_classes() -> tuple[type, type]:
             self._strict = False
             self._kinds = {}
             self._pid = ctx.persistent_id
+            self._reducers = ctx.reducers
 
         def reducer_override(self, obj: Any) -> Any:
             t = type(obj)
@@ -375,6 +385,7 @@ def _dill_classes() -> tuple[type, type, type]:
             self._strict = False
             self._kinds = {}
             self._pid = ctx.persistent_id
+            self._reducers = ctx.reducers
 
     return DillPickler, with_persistent_id(DillPickler), unpickler_for(dill.Unpickler)
 

@@ -41,7 +41,8 @@ _LOCK = NotData(
     "a lock",
     "a lock guards the memory of one process: a copy in another would guard nothing",
     "Create the lock where it is used (on the worker), or share one between processes "
-    "with multiprocessing.Manager().Lock().",
+    "with multiprocessing.Manager().Lock(), or send a fresh lock in its place with "
+    "Serializer(reducers=('lock',)).",
 )
 _SYNC = NotData(
     "a synchronization object of this process ({name})",
@@ -66,7 +67,9 @@ _FILE = NotData(
     "an open file",
     "its descriptor belongs to this process, and reopening it by name where it is loaded "
     "could read other contents or, for a file opened for writing, empty it",
-    "Send the path (f.name) and open the file where it is used.",
+    "Send the path (f.name) and open the file where it is used, or let serdoctor reopen "
+    "it by path there (never truncating) with Serializer(reducers=('file',)); for "
+    "sys.stdout/stderr/stdin, Serializer(reducers=('stdio',)) uses the receiver's own.",
 )
 _SOCKET = NotData(
     "a network connection (socket)",

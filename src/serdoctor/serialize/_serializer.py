@@ -57,6 +57,7 @@ from serdoctor.serialize._methods import (
 from serdoctor.serialize._notdata import not_data
 from serdoctor.serialize._persistent import buffer_pid, chain, persistent_loader, scan_bytearrays
 from serdoctor.serialize._probe import find_culprit
+from serdoctor.serialize._reducers import check_reducers
 from serdoctor.serialize._requirements import requirements_for
 
 if TYPE_CHECKING:
@@ -123,11 +124,11 @@ class _Reusable:
     calls ``dumps``), which then takes the ordinary path.
     """
 
-    def __init__(self, by_value_modules: tuple[str, ...]) -> None:
+    def __init__(self, by_value_modules: tuple[str, ...], reducers: tuple[str, ...]) -> None:
         self.file = Chunks()
         self.buffers: list[env.Buffer] = []
         self.recorder = LeanRecorder(by_value_modules)
-        ctx = DumpContext(self.callback, None, by_value_modules, self.recorder)
+        ctx = DumpContext(self.callback, None, by_value_modules, self.recorder, reducers)
         self.pickler = ReferencePickler(self.file, ctx)
         self.busy = False
 
@@ -213,7 +214,10 @@ class Serializer:
     unsigned ones; ``allow`` lists the methods ``loads`` accepts (default:
     ``methods``); ``proxy`` moves large objects into a ProxyStore store;
     ``on_mismatch`` says what ``loads`` does when a distribution's version
-    differs from the sender's (``"warn"``, ``"error"`` or ``"ignore"``).
+    differs from the sender's (``"warn"``, ``"error"`` or ``"ignore"``);
+    ``reducers`` opts in to sending some objects that are not data as new
+    objects of the receiver's (``"file"``, ``"lock"``, ``"stdio"``: see
+    ``docs/not-data.md``), which are refused by default.
     """
 
     # per-process caches, dropped whenever the configuration changes (see __setattr__)
@@ -233,6 +237,7 @@ class Serializer:
         allow: Sequence[str] | None = None,
         proxy: ProxyPolicy | None = None,
         on_mismatch: OnMismatch = "warn",
+        reducers: Sequence[str] = (),
     ) -> None:
         if isinstance(methods, str):
             methods = (methods,)
@@ -256,6 +261,7 @@ class Serializer:
         self.allow: tuple[str, ...] = tuple(allow) if allow is not None else self.methods
         self.proxy = proxy
         self.on_mismatch: OnMismatch = on_mismatch
+        self.reducers: tuple[str, ...] = check_reducers(reducers)
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Set an attribute; a change of configuration drops what was cached for the old one."""
@@ -298,7 +304,7 @@ class Serializer:
         return (
             f"Serializer(methods={self.methods!r}, by_value_modules={self.by_value_modules!r}, "
             f"signed={self.key is not None}, allow={self.allow!r}, proxy={self.proxy!r}, "
-            f"on_mismatch={self.on_mismatch!r})"
+            f"on_mismatch={self.on_mismatch!r}, reducers={self.reducers!r})"
         )
 
     # --- dumping ---------------------------------------------------------------------
@@ -317,7 +323,7 @@ class Serializer:
         recorder = Recorder(self.by_value_modules)
         if seed is not None:
             recorder.seed(obj, seed)
-        ctx = DumpContext(callback, pid, self.by_value_modules, recorder)
+        ctx = DumpContext(callback, pid, self.by_value_modules, recorder, self.reducers)
         if _chunked(type(method)):
             return method.dumps_chunks(obj, ctx), recorder  # type: ignore[attr-defined]
         return [method.dumps(obj, ctx)], recorder
@@ -429,7 +435,7 @@ class Serializer:
             return None  # pickle cannot send it: do not try
         reusable: _Reusable | None = getattr(self._local, "pickler", None)
         if reusable is None:
-            reusable = self._local.pickler = _Reusable(self.by_value_modules)
+            reusable = self._local.pickler = _Reusable(self.by_value_modules, self.reducers)
         elif reusable.busy:
             return None
         reusable.busy = True
@@ -600,6 +606,7 @@ class Serializer:
             buffers=header.buffers,
             attempts=tuple(dumped.attempts),
             proxies=tuple(header.extra.get("proxies", ())),
+            reduced=tuple(dumped.recorder.reduced),
         )
 
     @contextlib.contextmanager
