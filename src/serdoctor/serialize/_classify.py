@@ -250,21 +250,39 @@ class Recorder:
         self.active = False
         self.by_value_seen = False
 
-    def module(self, mod: types.ModuleType) -> None:
-        """Remember a module object reached in the graph (cloudpickle imports it)."""
+    def module(self, mod: types.ModuleType) -> CodeDecision:
+        """Remember a module object reached in the graph.
+
+        An imported module travels by name (imported on arrival); one made at
+        run time (``types.ModuleType("m")``, not in ``sys.modules``) cannot be
+        imported anywhere, so it travels by value, as cloudpickle sends it.
+        """
         key = id(mod)
-        if key not in self.decisions:
-            self.decisions[key] = CodeDecision(
+        known = self.decisions.get(key)
+        if known is not None:
+            return known
+        if sys.modules.get(mod.__name__) is mod:
+            decision = CodeDecision(
                 "module", mod.__name__, "reference", "module object: imported by name on arrival"
             )
-            self._keep.append(mod)
             self.modules.add(mod.__name__)
+        else:
+            decision = CodeDecision(
+                "module", mod.__name__, "value", "module made at run time (not in sys.modules)"
+            )
+            self.by_value_seen = True
+        self.decisions[key] = decision
+        self._keep.append(mod)
+        return decision
 
     def builtin(self, obj: Any) -> None:
         """Remember a builtin function or method (always by reference)."""
         module = getattr(obj, "__module__", None)
         if isinstance(module, str):
             self.modules.add(module)
+
+
+_MODULE_BY_NAME = CodeDecision("module", "", "reference", "imported by name on arrival")
 
 
 class LeanRecorder(Recorder):
@@ -292,9 +310,13 @@ class LeanRecorder(Recorder):
             self.modules.add(str(obj.__module__))
         return decision
 
-    def module(self, mod: types.ModuleType) -> None:
-        """Remember a module object reached in the graph."""
+    def module(self, mod: types.ModuleType) -> CodeDecision:
+        """Remember an imported module's name; a module made at run time goes by value."""
+        if sys.modules.get(mod.__name__) is not mod:
+            self.by_value_seen = True
+            return CodeDecision("module", mod.__name__, "value", "module made at run time")
         self.modules.add(mod.__name__)
+        return _MODULE_BY_NAME
 
     def reduced_to(self, obj: Any, what: str) -> None:
         """Nothing to remember: the fast path does not explain."""

@@ -219,7 +219,9 @@ class _Hooks:
         elif kind == _MEMORYVIEW:
             return reduce_memoryview(obj)
         elif kind == _MODULE:
-            self._rec.module(obj)
+            decision = self._rec.module(obj)
+            if self._strict and decision.how == "value":
+                raise ByValueNeeded(decision)
         elif kind == _BUILTIN:
             self._rec.builtin(obj)
         return NotImplemented

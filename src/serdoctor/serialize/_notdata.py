@@ -88,8 +88,29 @@ _DATABASE = NotData(
 )
 
 
+_WEAK_PROXY = NotData(
+    "a weak reference proxy (weakref.proxy)",
+    "it would arrive as a separate copy of its referent, no longer weak and no longer "
+    "tied to the object it stood for",
+    "Send the referent itself (it is sent once however often it is referenced), or "
+    "make the weak reference where the object is used.",
+)
+_DESCRIPTOR = NotData(
+    "a slot or attribute descriptor taken from a class's __dict__",
+    "it can only be sent as a lookup by name, which on the class gives the attribute's "
+    "value (e.g. type.__dict__['__name__'] would arrive as the string 'type'), not the "
+    "descriptor",
+    "Send the class and the attribute's name, and take the descriptor from "
+    "cls.__dict__[name] where it is used.",
+)
+
+
 def _table() -> list[tuple[tuple[type, ...], NotData]]:
+    import weakref
+
     return [
+        ((weakref.ProxyType, weakref.CallableProxyType), _WEAK_PROXY),
+        ((types.GetSetDescriptorType, types.MemberDescriptorType), _DESCRIPTOR),
         ((type(threading.Lock()), type(threading.RLock())), _LOCK),
         (
             (threading.Condition, threading.Semaphore, threading.Event, threading.Barrier),

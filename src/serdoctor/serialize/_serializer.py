@@ -17,7 +17,7 @@ import hmac
 import pickle
 import threading
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -573,8 +573,27 @@ class Serializer:
                 return self._tag([pieces[0], body, *buffers])
         return self._dump(obj).frames()
 
-    def dumps(self, obj: Any) -> bytes:
-        """Serialize ``obj`` into one ``bytes`` payload."""
+    def dumps(
+        self,
+        obj: Any,
+        protocol: int | None = None,
+        *,
+        buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
+    ) -> bytes:
+        """Serialize ``obj`` into one ``bytes`` payload.
+
+        The arguments are ``pickle.dumps``'s, so code written for pickle or
+        cloudpickle can switch by changing an import: ``protocol`` is checked
+        as pickle checks it (the body always uses protocol 5, which the
+        envelope's out-of-band buffers need), and with ``buffer_callback``
+        each large buffer is handed to the callback as a ``PickleBuffer``
+        instead of being copied into the payload (unless the callback returns
+        a true value); give them back with ``loads(data, buffers=...)``.
+        """
+        if protocol is not None:
+            _check_protocol(protocol, buffer_callback)
+        if buffer_callback is not None:
+            return self._dumps_to_callback(obj, buffer_callback)
         if self._fast_generation == registry.generation or self._fast:
             fast = self._dump_fast(obj)
             if fast is not None:
@@ -583,6 +602,23 @@ class Serializer:
                     return bytes(pieces[0]) + pieces[1]
                 return b"".join(self._tag([*pieces, *buffers]))
         return self._dump(obj).flat()
+
+    def _dumps_to_callback(self, obj: Any, callback: Callable[[pickle.PickleBuffer], Any]) -> bytes:
+        """``dumps`` with pickle's ``buffer_callback``: buffers it keeps stay out of the payload."""
+        dumped = self._dump(obj)
+        external = [
+            i for i, buf in enumerate(dumped.buffers) if not callback(pickle.PickleBuffer(buf))
+        ]
+        if not external:
+            return dumped.flat()
+        header = dumped.header
+        header = dataclasses.replace(header, extra={**header.extra, "external": external})
+        head = env.encode_head(header)
+        body = b"".join(dumped.chunks)
+        frames: list[env.Buffer] = [head, body, *dumped.buffers]
+        kept = [b for i, b in enumerate(dumped.buffers) if i not in external]
+        tag = [env.sign(frames, self.key)] if self.key is not None else []
+        return b"".join([head, body, *kept, *tag])
 
     def explain(self, obj: Any) -> Explanation:
         """Serialize ``obj`` and report which method was chosen and why, object by object.
@@ -619,12 +655,18 @@ class Serializer:
 
     # --- loading ---------------------------------------------------------------------
 
-    def loads(self, data: env.Buffer, *, raw: bool = False) -> Any:
+    def loads(
+        self, data: env.Buffer, *, raw: bool = False, buffers: Iterable[Any] | None = None
+    ) -> Any:
         """Check, then load a payload made by :meth:`dumps`.
 
         ``raw=True`` also accepts a plain pickle (no envelope, so no checks),
         unless this serializer has a key: a raw pickle cannot be signed.
+        ``buffers`` gives back, in order, the buffers that ``dumps``'s
+        ``buffer_callback`` kept out of the payload (as ``pickle.loads`` takes them).
         """
+        if buffers is not None and env.is_envelope(data):
+            return self._load_with_buffers(data, buffers)
         if type(data) is bytes and data[:6] == _V1:
             end = 11 + int.from_bytes(data[7:11], "big")
             known = self._heads.get(data[:end]) or self._known_head(data, end)
@@ -655,9 +697,48 @@ class Serializer:
             )
         if not env.is_envelope(data):
             return self._load_raw(data, raw)
-        parsed = env.parse(data)
+        try:
+            parsed = env.parse(data)
+        except DeserializationError:
+            header = None
+            with contextlib.suppress(SerdoctorError):
+                header = env.read_head(data)[0]
+            if header is not None and header.extra.get("external"):
+                raise DeserializationError(
+                    f"the payload's buffer_callback kept {len(header.extra['external'])} "
+                    "buffer(s) out of it: pass them, in order, as loads(data, buffers=...)"
+                ) from None
+            raise
         writable = not memoryview(data).readonly
         return self._load(parsed, copy_buffers=not writable)
+
+    def _load_with_buffers(self, data: env.Buffer, given: Iterable[Any]) -> Any:
+        """Put the buffers given to ``loads`` back where ``buffer_callback`` took them."""
+        header, pos = env.read_head(data)
+        external = header.extra.get("external") or []
+        supplied = [memoryview(b).cast("B") for b in given]
+        if len(supplied) < len(external):
+            raise DeserializationError(
+                f"the payload's buffer_callback kept {len(external)} buffer(s) out of it; "
+                f"loads() was given {len(supplied)}: pass them all, in order, as buffers="
+            )
+        view = memoryview(data)
+        end = pos + header.body
+        frames: list[env.Buffer] = [view[:pos], view[pos:end]]
+        taken = iter(supplied)
+        for i, n in enumerate(header.buffers):
+            if i in external:
+                frames.append(next(taken))
+            else:
+                frames.append(view[end : end + n])
+                end += n
+        if header.signed:
+            frames.append(view[end:])
+        elif end != len(view):
+            raise DeserializationError(
+                f"serdoctor payload has {len(view) - end} unexpected bytes after its end"
+            )
+        return self.loads_frames(frames)
 
     def loads_frames(self, frames: Sequence[env.Buffer]) -> Any:
         """Check, then load frames made by :meth:`dumps_frames`, without copying them.
@@ -867,14 +948,33 @@ def default_serializer() -> Serializer:
     return _default
 
 
-def dumps(obj: Any) -> bytes:
-    """Serialize ``obj`` with the default stack (pickle, then cloudpickle, then dill)."""
-    return default_serializer().dumps(obj)
+def dumps(
+    obj: Any,
+    protocol: int | None = None,
+    *,
+    buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
+) -> bytes:
+    """Serialize ``obj`` with the default stack (pickle, then cloudpickle, then dill).
+
+    Takes ``pickle.dumps``'s arguments (see :meth:`Serializer.dumps`).
+    """
+    return default_serializer().dumps(obj, protocol, buffer_callback=buffer_callback)
 
 
-def loads(data: env.Buffer, *, raw: bool = False) -> Any:
-    """Check, then load a payload made by :func:`dumps`."""
-    return default_serializer().loads(data, raw=raw)
+def loads(data: env.Buffer, *, raw: bool = False, buffers: Iterable[Any] | None = None) -> Any:
+    """Check, then load a payload made by :func:`dumps` (``buffers`` as for ``pickle.loads``)."""
+    return default_serializer().loads(data, raw=raw, buffers=buffers)
+
+
+def _check_protocol(protocol: int, buffer_callback: Any) -> None:
+    """Refuse what ``pickle.dumps`` refuses, with its reasons."""
+    if not isinstance(protocol, int) or protocol > pickle.HIGHEST_PROTOCOL:
+        raise ValueError(
+            f"pickle protocol must be <= {pickle.HIGHEST_PROTOCOL}, not {protocol!r} "
+            "(serdoctor always writes protocol 5 inside its envelope)"
+        )
+    if buffer_callback is not None and 0 <= protocol < 5:
+        raise ValueError("buffer_callback needs protocol >= 5")
 
 
 def explain(obj: Any) -> Explanation:
