@@ -69,24 +69,40 @@ def open_versioned(
     return conn
 
 
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def _check(conn: sqlite3.Connection, path: Path, spec: FileKind, *, create: bool) -> None:
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = _tables(conn)
+    if "meta" not in tables and not tables and create:
+        # Create under a write lock, in one transaction: a second process opening the
+        # same new file waits here (busy_timeout), then finds every table and the meta rows.
+        conn.execute("PRAGMA journal_mode = WAL")  # an empty file: nothing of anyone's to change
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            tables = _tables(conn)
+            if not tables:
+                for statement in spec.ddl.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('kind', ?), ('version', ?)",
+                    (spec.kind, str(spec.version)),
+                )
+                conn.execute(f"PRAGMA user_version = {spec.version}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        if not tables:
+            return
     if "meta" not in tables:
-        if tables or not create:
-            conn.close()
-            raise spec.error(
-                f"{path} is an SQLite file but not a serdoctor {spec.what} "
-                f"(its tables: {', '.join(sorted(tables)) or 'none'}); {spec.hint}"
-            )
-        conn.execute("PRAGMA journal_mode = WAL")
-        with conn:
-            conn.executescript(spec.ddl)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('kind', ?), ('version', ?)",
-                (spec.kind, str(spec.version)),
-            )
-            conn.execute(f"PRAGMA user_version = {spec.version}")
-        return
+        conn.close()
+        raise spec.error(
+            f"{path} is an SQLite file but not a serdoctor {spec.what} "
+            f"(its tables: {', '.join(sorted(tables)) or 'none'}); {spec.hint}"
+        )
     meta = dict(conn.execute("SELECT key, value FROM meta"))
     if meta.get("kind") != spec.kind:
         conn.close()

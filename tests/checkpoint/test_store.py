@@ -141,6 +141,28 @@ def test_two_processes_writing_one_store_do_not_corrupt_it(tmp_path: Path) -> No
         assert conn.execute("SELECT count(*) FROM results").fetchone()[0] == 600
 
 
+@pytest.mark.timeout(90)
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """The tables are made in one locked transaction: nobody sees half a store."""
+    code = textwrap.dedent("""
+        import sys, time, serdoctor
+        while time.time() < float(sys.argv[3]):
+            time.sleep(0.001)
+        store = serdoctor.Checkpoint(sys.argv[1])
+        store.memoize(lambda who: who)(sys.argv[2])
+    """)
+    for attempt in range(2):
+        db = tmp_path / f"new{attempt}.db"
+        start = str(time.time() + 1.0)
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, str(db), str(w), start])
+            for w in range(6)
+        ]
+        assert [p.wait(60) for p in procs] == [0] * 6
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM results").fetchone()[0] == 6
+
+
 def test_files_that_are_not_stores_are_refused_unchanged(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not a database\n" * 100)
