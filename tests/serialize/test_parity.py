@@ -119,3 +119,55 @@ def test_a_function_dumps_to_the_same_bytes_again_in_one_process() -> None:
     data = serdoctor.dumps(os.path.join)
     assert serdoctor.dumps(os.path.join) == data
     assert serdoctor.dumps(serdoctor.loads(data)) == data
+
+
+_MAKE_CLOSURE = """
+import sys, serdoctor
+def make():
+    import xml.etree.ElementTree
+    return lambda: xml.etree.ElementTree.Comment("hi").text
+open(sys.argv[1], "wb").write(serdoctor.dumps(make()))
+"""
+_CALL_IT = """
+import sys, serdoctor
+assert "xml.etree" not in sys.modules, "the test needs an interpreter without xml.etree"
+print(serdoctor.loads(open(sys.argv[1], "rb").read())())
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_closure_reaching_a_submodule_through_its_package_works_elsewhere(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "closure.sdoc")
+    _run(_MAKE_CLOSURE, path)
+    assert _run(_CALL_IT, path) == "hi"
+
+
+_DUMP_THREE = """
+import hashlib, serdoctor
+def f(x, y=2):
+    "doc"
+    return [x, y, {"k": x}, ("a", "b"), 1.5]
+def make(n):
+    def add(x):
+        return x + n
+    return add
+lam = lambda q: (q, "text")
+out = []
+for fn in (f, make(3), lam):
+    data = serdoctor.dumps(fn)
+    again = serdoctor.dumps(serdoctor.loads(data))
+    out.append(hashlib.sha256(data).hexdigest() + ("" if again == data else " rebuilt-differs"))
+print(" ".join(out))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_by_value_functions_give_the_same_bytes_in_every_process_and_seed() -> None:
+    seen = {
+        _run(_DUMP_THREE, env={**os.environ, "PYTHONHASHSEED": seed})
+        for seed in ("0", "1", "12345")
+    }
+    assert len(seen) == 1, seen
+    assert "rebuilt-differs" not in seen.pop()

@@ -27,6 +27,7 @@ from typing import Any
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME"})
 _CACHE_LIMIT = 4096
+_MARSHAL_VERSION = 2
 
 
 class _CodeInfo:
@@ -36,7 +37,11 @@ class _CodeInfo:
 
     def __init__(self, code: types.CodeType) -> None:
         self.code = code  # holds the code alive, so its id cannot be reused
-        self.data = marshal.dumps(code)
+        # Version 2, the last without back-references: from version 3 on, marshal marks
+        # an object for reuse when its reference count is above one, so the same code
+        # gives other bytes in another process, or once rebuilt. Payloads are hashed
+        # (checkpoint keys, users' caches): the same function must give the same bytes.
+        self.data = marshal.dumps(code, _MARSHAL_VERSION)
         names: set[str] = set()
         mentioned: set[str] = set()
         for item in _walk(code):
@@ -102,7 +107,6 @@ def reduce_function(fn: types.FunctionType, globals_ref: dict[int, dict[str, Any
             k: g[k] for k in ("__package__", "__name__", "__path__", "__file__") if k in g
         }
     f_globals = {k: g[k] for k in info.globals if k in g} if info.globals else {}
-    modules = [v for v in f_globals.values() if isinstance(v, types.ModuleType)]
     cells: list[Any] = []
     empty: list[int] = []
     for i, cell in enumerate(fn.__closure__ or ()):
@@ -111,6 +115,9 @@ def reduce_function(fn: types.FunctionType, globals_ref: dict[int, dict[str, Any
         except ValueError:
             cells.append(None)
             empty.append(i)
+    # modules reached through globals or closure cells: their submodules the code names
+    # (``xml.etree.ElementTree`` through ``xml``) are imported on load, before the call
+    modules = [v for v in (*f_globals.values(), *cells) if isinstance(v, types.ModuleType)]
     attrs: dict[str, Any] = {
         # FunctionType() derives both from the code and the globals: send them only if changed
         "__qualname__": (
