@@ -98,7 +98,7 @@ def registered_by_value() -> tuple[str, ...]:
 
 #: "reference" decisions already made, keyed by (id, by_value_modules): the object (which
 #: keeps the id valid), where its name is looked up again on every use, and the decision
-_REFERENCES: dict[tuple[int, tuple[str, ...]], tuple[Any, Any, str, CodeDecision]] = {}
+REFERENCE_CACHE: dict[tuple[int, tuple[str, ...]], tuple[Any, Any, str, CodeDecision]] = {}
 
 
 def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
@@ -111,7 +111,7 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
     remembered; using it again checks that the name still leads to the object.
     """
     key = (id(obj), by_value_modules)
-    known = _REFERENCES.get(key)
+    known = REFERENCE_CACHE.get(key)
     if known is not None and known[0] is obj:
         _, holder, attr, decision = known
         if getattr(holder, attr, None) is obj and not registered_by_value():
@@ -125,9 +125,9 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
             found, holder = _lookup(str(obj.__module__), qualname.rsplit(".", 1)[0])
             holder = holder if found else None
         if holder is not None:
-            if len(_REFERENCES) >= 4096:
-                _REFERENCES.clear()
-            _REFERENCES[key] = (obj, holder, qualname.rsplit(".", 1)[-1], decision)
+            if len(REFERENCE_CACHE) >= 4096:
+                REFERENCE_CACHE.clear()
+            REFERENCE_CACHE[key] = (obj, holder, qualname.rsplit(".", 1)[-1], decision)
     return decision
 
 
@@ -294,7 +294,7 @@ class LeanRecorder(Recorder):
 
     def code(self, obj: Any) -> CodeDecision:
         """Classify a function or class; remember its module when it goes by reference."""
-        known = _REFERENCES.get((id(obj), self.by_value_modules))
+        known = REFERENCE_CACHE.get((id(obj), self.by_value_modules))
         if (
             known is not None
             and known[0] is obj

@@ -85,8 +85,7 @@ class Explanation:
             for p in self.proxies:
                 size = format_size(int(p.get("size", 0)))
                 lines.append(
-                    f"  {p.get('path', '?')}: {p.get('type', '?')}, {size}"
-                    f" -> {p.get('store', '?')}"
+                    f"  {p.get('path', '?')}: {p.get('type', '?')}, {size} -> {p.get('store', '?')}"
                 )
         extra = ""
         if self.buffers:

@@ -37,6 +37,7 @@ from serdoctor.serialize._checks import (
     check_header,
 )
 from serdoctor.serialize._classify import (
+    REFERENCE_CACHE,
     ByValueNeeded,
     CodeDecision,
     LeanRecorder,
@@ -431,7 +432,11 @@ class Serializer:
         recording every attempt for ``explain``. The header is the one the
         general path writes for the same payload.
         """
-        if type(obj) is types.FunctionType and classify(obj, self.by_value_modules).how == "value":
+        if (
+            type(obj) is types.FunctionType
+            and (id(obj), self.by_value_modules) not in REFERENCE_CACHE  # not known importable
+            and classify(obj, self.by_value_modules).how == "value"
+        ):
             return None  # pickle cannot send it: do not try
         reusable: _Reusable | None = getattr(self._local, "pickler", None)
         if reusable is None:
