@@ -34,8 +34,8 @@ from proxystore.proxy import extract
 from proxystore.store import Store
 
 import serdoctor
-from serdoctor.serialize._proxy import ProxyPolicy
-from serdoctor.serialize._proxy_redis import redis_store
+from serdoctor.serialize.proxy._policy import ProxyPolicy
+from serdoctor.serialize.proxy._redis import redis_store
 
 RECEIVER = r"""
 import sys, time, serdoctor

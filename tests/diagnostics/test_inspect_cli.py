@@ -20,7 +20,7 @@ RUN = (
     "sketch='--sketch' in sys.argv))"
 )
 CRASH = (
-    "import sys; from serdoctor.diagnostics import _inspect, run_inspect\n"
+    "import sys; from serdoctor.diagnostics.inspect import _api as _inspect, run_inspect\n"
     "def boom(*a): raise ZeroDivisionError('simulated bug')\n"
     "_inspect._predict = boom\n"
     "sys.exit(run_inspect(sys.argv[1], json_output='--json' in sys.argv))"
@@ -91,7 +91,7 @@ def test_a_large_file_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
     from rich.console import Console
 
     from serdoctor.diagnostics import run_inspect
-    from serdoctor.diagnostics._inspect_render import PROGRESS_FROM
+    from serdoctor.diagnostics.inspect._render import PROGRESS_FROM
 
     path = tmp_path / "big.pkl"
     path.write_bytes(pickle.dumps([bytes(PROGRESS_FROM + (1 << 20))]))

@@ -129,7 +129,7 @@ def test_unreadable_path_is_exit_2(tmp_path: Path) -> None:
 def test_internal_error_is_exit_3_without_traceback(
     monkeypatch: pytest.MonkeyPatch, corpus_dir: dict[str, Path]
 ) -> None:
-    from serdoctor.diagnostics import _inspect
+    from serdoctor.diagnostics.inspect import _api as _inspect
 
     def boom(*args: object) -> None:
         raise RuntimeError("simulated bug")

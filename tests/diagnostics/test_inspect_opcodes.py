@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serdoctor.diagnostics import inspect_bytes
-from serdoctor.diagnostics._opcodes import (
+from serdoctor.diagnostics.inspect.machine._opcodes import (
     OPCODE_NAMES,
     PickleFormatError,
     Skipped,

@@ -112,7 +112,7 @@ def _records_pickle(count: int) -> bytes:
 
 
 def test_memo_larger_than_the_window() -> None:
-    from serdoctor.diagnostics._inspect import MEMO_WINDOW
+    from serdoctor.diagnostics.inspect._api import MEMO_WINDOW
 
     count = 3 * MEMO_WINDOW
     data = _records_pickle(count)
@@ -141,7 +141,7 @@ def test_memo_larger_than_the_window() -> None:
 def test_old_memo_string_never_fetched_is_conservative() -> None:
     """A string first fetched after it left the window is no longer known: a global built
     from it is reported as computed (dangerous), never as something harmless."""
-    from serdoctor.diagnostics._inspect import MEMO_WINDOW
+    from serdoctor.diagnostics.inspect._api import MEMO_WINDOW
 
     body = bytearray(
         b"\x80\x04" + corpus.sbu("os") + b"\x94" + corpus.sbu("system") + b"\x94" + b"00"

@@ -11,7 +11,7 @@ import corpus
 
 import serdoctor
 from serdoctor.diagnostics import inspect_bytes
-from serdoctor.diagnostics._inspect import SCHEMA_VERSION
+from serdoctor.diagnostics.inspect._api import SCHEMA_VERSION
 from serdoctor.serialize import _envelope
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "inspect-schema.md"

@@ -48,7 +48,7 @@ def test_the_report_renders_its_timeline_and_failure_rows_in_chromium(tmp_path: 
     # plotly drew each figure into an SVG inside our containers
     for figure in ("timeline", "states", "heartbeats"):
         section = dom.split(f'id="{figure}"', 1)[1]
-        assert 'class="main-svg"' in section.split("class=\"figure\"", 1)[0], figure
+        assert 'class="main-svg"' in section.split('class="figure"', 1)[0], figure
     assert "Tries per worker" in dom
     assert "pool-a / w0" in dom  # a worker's lane on the timeline
     assert dom.count('<tr class="failure">') == 2

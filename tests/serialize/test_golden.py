@@ -423,3 +423,22 @@ def test_make_golden_refuses_to_overwrite_without_force() -> None:
         assert "refusing to overwrite" in done.stderr and "--force" in done.stderr
     after = {p.name: p.read_bytes() for p in GOLDEN.iterdir() if p.is_file()}
     assert after == before
+
+
+def test_names_that_payloads_wrote_before_the_subpackages_still_load() -> None:
+    """serialize/exceptions/ and serialize/proxy/ moved; old payloads name the old modules."""
+    import importlib
+    import pickle
+
+    from serdoctor.serialize.exceptions import reduce_exception
+    from serdoctor.serialize.proxy._store import make_lazy_proxy
+
+    rebuild, (record,) = reduce_exception(ValueError("written before", 7))
+    old = b"\x80\x02cserdoctor.serialize._remote_exc\n_rebuild_exception\n"
+    data = old + pickle.dumps((record,), 2)[2:-1] + b"R."
+    back = pickle.loads(data)
+    assert type(back) is ValueError and back.args == ("written before", 7)
+    assert importlib.import_module("serdoctor.serialize._remote_exc")._rebuild_exception is rebuild
+    assert importlib.import_module("serdoctor.serialize._proxy_store").make_lazy_proxy is (
+        make_lazy_proxy
+    )

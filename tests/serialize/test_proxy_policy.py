@@ -23,9 +23,9 @@ from proxystore.store import Store
 import serdoctor
 from serdoctor.errors import DeserializationError, ProxyResolutionError, SerializationError
 from serdoctor.serialize import _envelope as env
-from serdoctor.serialize._proxy import ProxyPlan, ProxyPolicy, load_persistent, proxy_scope
-from serdoctor.serialize._proxy_redis import redis_store
-from serdoctor.serialize._proxy_walk import find, probe
+from serdoctor.serialize.proxy._policy import ProxyPlan, ProxyPolicy, load_persistent, proxy_scope
+from serdoctor.serialize.proxy._redis import redis_store
+from serdoctor.serialize.proxy._walk import find, probe
 
 MB = 1 << 20
 BIG = 100 * MB

@@ -25,9 +25,9 @@ from proxystore.store import Store
 
 import serdoctor
 from serdoctor.serialize import _envelope as env
-from serdoctor.serialize._proxy import ProxyPolicy
-from serdoctor.serialize._proxy_redis import redis_store
-from serdoctor.serialize._proxy_store import default_store
+from serdoctor.serialize.proxy._policy import ProxyPolicy
+from serdoctor.serialize.proxy._redis import redis_store
+from serdoctor.serialize.proxy._store import default_store
 
 MB = 1 << 20
 
@@ -111,8 +111,8 @@ def test_redis_round_trips_100_mb_between_two_processes(
     peer = textwrap.dedent(
         f"""
         import sys, serdoctor
-        from serdoctor.serialize._proxy import ProxyPolicy
-        from serdoctor.serialize._proxy_redis import redis_store
+        from serdoctor.serialize.proxy._policy import ProxyPolicy
+        from serdoctor.serialize.proxy._redis import redis_store
         store = redis_store("127.0.0.1", {redis_server.port})
         s = serdoctor.Serializer(proxy=ProxyPolicy(store=store))
         obj = s.loads(open(sys.argv[1], "rb").read())
@@ -213,7 +213,7 @@ def test_default_store_is_removed_at_interpreter_exit(tmp_path: Path) -> None:
     sender = textwrap.dedent(
         """
         import sys, serdoctor
-        from serdoctor.serialize._proxy import ProxyPolicy
+        from serdoctor.serialize.proxy._policy import ProxyPolicy
         s = serdoctor.Serializer(proxy=ProxyPolicy())
         data = s.dumps({"payload": b"x" * (2 << 20)})
         open(sys.argv[1], "wb").write(data)

@@ -171,7 +171,7 @@ RECEIVE = (
     """
 import json, pickle, sys, traceback
 import serdoctor
-from serdoctor.serialize._remote_exc import (
+from serdoctor.serialize.exceptions._remote import (
     RemoteBaseException, RemoteChainTruncated, RemoteException,
 )
 """

@@ -24,15 +24,15 @@ from hypothesis import strategies as st
 
 import serdoctor
 from serdoctor.serialize import _envelope
-from serdoctor.serialize._exc_frames import MAX_FRAMES, build_traceback, capture_frames
-from serdoctor.serialize._exc_values import MAX_TEXT, group_types, truncate
-from serdoctor.serialize._remote_exc import (
+from serdoctor.serialize.exceptions._frames import MAX_FRAMES, build_traceback, capture_frames
+from serdoctor.serialize.exceptions._remote import (
     RemoteBaseException,
     RemoteChainTruncated,
     RemoteException,
     _rebuild_exception,
     reduce_exception,
 )
+from serdoctor.serialize.exceptions._values import MAX_TEXT, group_types, truncate
 
 GROUP: Any = group_types()[1]
 PRIMITIVES = (type(None), bool, int, float, complex, str, bytes)
@@ -455,7 +455,7 @@ def test_tblib_reducers_installed_by_dask_do_not_change_the_records(run_python: 
         import copyreg
         from tblib import pickling_support
         import serdoctor
-        from serdoctor.serialize._exc_values import compact_args
+        from serdoctor.serialize.exceptions._values import compact_args
         pickling_support.install()
         assert ValueError in copyreg.dispatch_table
         print(compact_args(ValueError("bad value")))

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from serdoctor.diagnostics._check import CheckReport, check
 from serdoctor.diagnostics._commands import run_check, run_env, run_env_diff
-from serdoctor.diagnostics._inspect import (
+from serdoctor.diagnostics.inspect import (
     InspectReport,
     inspect_bytes,
     inspect_file,
+    render_report,
+    run_inspect,
 )
-from serdoctor.diagnostics._inspect_render import render_report, run_inspect
 
 __all__ = [
     "CheckReport",

@@ -598,7 +598,7 @@ class Executor(concurrent.futures.Executor):
         call = (task.fn, task.args, task.kwargs)
         if self.serializer.proxy is None:
             return self.serializer.dumps_frames(call)
-        from serdoctor.serialize._proxy_scope import proxy_scope
+        from serdoctor.serialize.proxy import proxy_scope
 
         with proxy_scope(evict=False) as scope:
             frames = self.serializer.dumps_frames(call)

@@ -18,17 +18,17 @@ from serdoctor.serialize._classify import CodeDecision
 from serdoctor.serialize._environment import Difference, Environment, EnvironmentDiff, environment
 from serdoctor.serialize._explain import Attempt, Explanation
 from serdoctor.serialize._methods import DumpContext, LoadContext, Method, register_method
-from serdoctor.serialize._remote_exc import (
-    RemoteBaseException,
-    RemoteChainTruncated,
-    RemoteException,
-)
 from serdoctor.serialize._serializer import (
     Serializer,
     default_serializer,
     dumps,
     explain,
     loads,
+)
+from serdoctor.serialize.exceptions import (
+    RemoteBaseException,
+    RemoteChainTruncated,
+    RemoteException,
 )
 
 __all__ = [
@@ -58,17 +58,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from serdoctor.serialize._proxy import ProxyPolicy
-    from serdoctor.serialize._proxy_redis import redis_store
-    from serdoctor.serialize._proxy_scope import ProxyScope
+    from serdoctor.serialize.proxy import ProxyPolicy, ProxyScope, redis_store
 
 # ProxyStore (and redis) load only when proxies are used: `import serdoctor` stays light.
 __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
-        "ProxyPolicy": "serdoctor.serialize._proxy",
-        "ProxyScope": "serdoctor.serialize._proxy_scope",
-        "redis_store": "serdoctor.serialize._proxy_redis",
+        "ProxyPolicy": "serdoctor.serialize.proxy",
+        "ProxyScope": "serdoctor.serialize.proxy",
+        "redis_store": "serdoctor.serialize.proxy",
     },
     __all__,
 )

@@ -174,7 +174,7 @@ _reduce_exception: Callable[[BaseException], Any] | None = None
 def _exception_reducer() -> Callable[[BaseException], Any]:
     global _reduce_exception
     if _reduce_exception is None:
-        from serdoctor.serialize._remote_exc import reduce_exception
+        from serdoctor.serialize.exceptions import reduce_exception
 
         _reduce_exception = reduce_exception
     return _reduce_exception

@@ -77,7 +77,7 @@ def persistent_loader() -> Any:
 
     def persistent_load(pid: Any) -> Any:
         if isinstance(pid, tuple) and pid and pid[0] == "sd:proxy":
-            from serdoctor.serialize._proxy import load_persistent
+            from serdoctor.serialize.proxy import load_persistent
 
             return load_persistent(pid, memo)
         if isinstance(pid, (bytes, bytearray, memoryview, pickle.PickleBuffer)):

@@ -62,7 +62,7 @@ from serdoctor.serialize._reducers import check_reducers
 from serdoctor.serialize._requirements import requirements_for
 
 if TYPE_CHECKING:
-    from serdoctor.serialize._proxy import ProxyPlan, ProxyPolicy
+    from serdoctor.serialize.proxy import ProxyPlan, ProxyPolicy
 
 DEFAULT_METHODS = ("pickle", "cloudpickle", "dill")
 #: buffers smaller than this stay in the body: a frame per tiny array costs more than a copy

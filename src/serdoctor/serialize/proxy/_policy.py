@@ -21,8 +21,8 @@ their store when it ends (``with serializer.proxy_scope(): ...``).  Scopes are
 per context (a ``ContextVar``), not per policy, and nest: an object belongs to
 the innermost scope active when it was stored.  Outside any scope an object
 stays until its store is closed (the default store: at interpreter exit).
-See ``_proxy_scope`` (lifetimes), ``_proxy_walk`` (what is proxied) and
-``_proxy_store`` (stores, wire format, lazy proxies).
+See ``_scope`` (lifetimes), ``_walk`` (what is proxied) and
+``_store`` (stores, wire format, lazy proxies).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any
 from proxystore.store import Store
 
 from serdoctor.errors import DeserializationError, SerializationError
-from serdoctor.serialize._proxy_codec import dump_object
-from serdoctor.serialize._proxy_scope import ProxyEntry, ProxyScope, current_scope, proxy_scope
-from serdoctor.serialize._proxy_store import (
+from serdoctor.serialize.proxy._codec import dump_object
+from serdoctor.serialize.proxy._scope import ProxyEntry, ProxyScope, current_scope, proxy_scope
+from serdoctor.serialize.proxy._store import (
     ProxyFactory,
     connector_text,
     default_store,
@@ -49,7 +49,7 @@ from serdoctor.serialize._proxy_store import (
     note_local_store,
     store_spec,
 )
-from serdoctor.serialize._proxy_walk import find, note_numpy, probe, size_of
+from serdoctor.serialize.proxy._walk import find, note_numpy, probe, size_of
 
 __all__ = [
     "PID_TAG",
@@ -223,7 +223,7 @@ class ProxyPolicy:
     ``store=None`` uses a per-process ``FileConnector`` store in a private
     temporary directory, created on first use and removed at interpreter exit
     (so payloads must be loaded on the same machine, while the sender lives).
-    Use :func:`~serdoctor.serialize._proxy_redis.redis_store` (or any ProxyStore
+    Use :func:`~serdoctor.serialize.proxy._redis.redis_store` (or any ProxyStore
     ``Store``) to share across machines.
     """
 

@@ -1,4 +1,4 @@
-"""Find the objects a :class:`~serdoctor.serialize._proxy.ProxyPolicy` proxies.
+"""Find the objects a :class:`~serdoctor.serialize.proxy._policy.ProxyPolicy` proxies.
 
 Two entry points, both pure functions of the object graph:
 

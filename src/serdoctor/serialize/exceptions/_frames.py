@@ -33,7 +33,7 @@ reads files directly and shows the frames without the remote source lines;
 ``exc.remote_traceback`` always holds the full remote text.
 
 The traceback *text* of an exception is written by
-:mod:`serdoctor.serialize._exc_text`, in the same walk that captures its frames.
+:mod:`serdoctor.serialize.exceptions._text`, in the same walk that captures its frames.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The machine records cloudpickle/dill/serdoctor/raw by-value functions,
 classes and code objects as :class:`_ByValue`; :func:`_describe` turns one
 into a :class:`ByValueCode` for the report (Python versions come from
-:mod:`_inspect_code`).
+:mod:`_code`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from serdoctor.diagnostics._inspect_code import _marshal_code_facts, _python_for
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._code import _marshal_code_facts, _python_for
+from serdoctor.diagnostics.inspect._report import ByValueCode
+from serdoctor.diagnostics.inspect.machine._nodes import (
     F_MODULE,
     K_BLOB,
     K_CLASS,
@@ -29,11 +30,10 @@ from serdoctor.diagnostics._inspect_nodes import (
     _Node,
     _seq,
 )
-from serdoctor.diagnostics._inspect_report import ByValueCode
-from serdoctor.diagnostics._opcodes import Skipped
+from serdoctor.diagnostics.inspect.machine._opcodes import Skipped
 
 if TYPE_CHECKING:
-    from serdoctor.diagnostics._inspect_expr import _Renderer
+    from serdoctor.diagnostics.inspect.machine._expr import _Renderer
 
 
 def _as_bytes(m: _Renderer, value: Any) -> bytes | None:

@@ -1,7 +1,7 @@
 """Traceback texts of exceptions being recorded, written in the walk that captures their frames.
 
 :func:`walk_traceback` walks a traceback once and returns both its
-:func:`~serdoctor.serialize._exc_frames.capture_frames` frames and its rows as
+:func:`~serdoctor.serialize.exceptions._frames.capture_frames` frames and its rows as
 ``traceback.StackSummary.format()`` writes them; :func:`format_own_text` turns
 the rows into an exception's own traceback text exactly as
 ``traceback.TracebackException(...).format(chain=False)`` does, in about a
@@ -25,7 +25,7 @@ import traceback
 from types import FrameType, TracebackType
 from typing import Any
 
-from serdoctor.serialize._exc_frames import (
+from serdoctor.serialize.exceptions._frames import (
     MAX_LINE,
     Frame,
     capture_frames,

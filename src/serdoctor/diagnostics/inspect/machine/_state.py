@@ -1,10 +1,10 @@
 """The machine's state: stack, memo, imports, findings and node bookkeeping.
 
 :class:`_MachineState` is the base of the simulated unpickler
-(:class:`~serdoctor.diagnostics._inspect_sim._Machine`); the layers above it
-add rendering (``_inspect_expr``), call evaluation (``_inspect_calls``),
-container updates (``_inspect_containers``), opcode handlers
-(``_inspect_ops``) and the hot loop (``_inspect_sim``).
+(:class:`~serdoctor.diagnostics.inspect.machine._sim._Machine`); the layers above it
+add rendering (``machine._expr``), call evaluation (``machine._calls``),
+container updates (``machine._containers``), opcode handlers
+(``machine._ops``) and the hot loop (``machine._sim``).
 
 The memo keeps the last ``MEMO_WINDOW``-``2 * MEMO_WINDOW`` entries; older
 ones are forgotten unless they matter later (see :meth:`_MachineState.spill`).
@@ -15,7 +15,20 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._report import (
+    DANGEROUS,
+    Finding,
+    ImportInfo,
+    PickleSummary,
+)
+from serdoctor.diagnostics.inspect._tables import (
+    _HIGHER_ORDER,
+    _compat,
+    _danger,
+    _is_safe,
+    _normalize,
+)
+from serdoctor.diagnostics.inspect.machine._nodes import (
     _BOX_KINDS,
     _OLD_STUB,
     _SHARED_KINDS,
@@ -36,21 +49,8 @@ from serdoctor.diagnostics._inspect_nodes import (
     _Node,
     _Stub,
 )
-from serdoctor.diagnostics._inspect_report import (
-    DANGEROUS,
-    Finding,
-    ImportInfo,
-    PickleSummary,
-)
-from serdoctor.diagnostics._inspect_special import _SPECIAL
-from serdoctor.diagnostics._inspect_tables import (
-    _HIGHER_ORDER,
-    _compat,
-    _danger,
-    _is_safe,
-    _normalize,
-)
-from serdoctor.diagnostics._opcodes import PickleFormatError, Skipped, Source
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError, Skipped, Source
+from serdoctor.diagnostics.inspect.machine._special import _SPECIAL
 
 
 class _MachineState:

@@ -63,8 +63,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from serdoctor.serialize._exc_text import format_own_text, walk_traceback
-from serdoctor.serialize._exc_values import (
+from serdoctor.serialize.exceptions._text import format_own_text, walk_traceback
+from serdoctor.serialize.exceptions._values import (
     FORMAT,
     MAX_DEPTH,
     MAX_ITEMS,

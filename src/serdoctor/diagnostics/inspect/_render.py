@@ -21,8 +21,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from serdoctor.diagnostics._inspect import inspect_file
-from serdoctor.diagnostics._inspect_report import (
+from serdoctor.diagnostics.inspect._api import inspect_file
+from serdoctor.diagnostics.inspect._report import (
     DANGEROUS,
     INFO,
     RUNNING_PYTHON,

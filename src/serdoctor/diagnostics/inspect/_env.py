@@ -16,8 +16,8 @@ import os
 import sys
 from typing import Any
 
-from serdoctor.diagnostics._inspect_report import Availability
-from serdoctor.diagnostics._inspect_tables import _KNOWN_MOVES
+from serdoctor.diagnostics.inspect._report import Availability
+from serdoctor.diagnostics.inspect._tables import _KNOWN_MOVES
 
 
 def _vtuple(text: str | None) -> tuple[int, ...]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from serdoctor.diagnostics import _opcodes as op
-from serdoctor.diagnostics._inspect_containers import _ContainerOps
-from serdoctor.diagnostics._inspect_formats import _guess_format
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._formats import _guess_format
+from serdoctor.diagnostics.inspect._report import DANGEROUS, INFO, WARNING
+from serdoctor.diagnostics.inspect.machine import _opcodes as op
+from serdoctor.diagnostics.inspect.machine._containers import _ContainerOps
+from serdoctor.diagnostics.inspect.machine._nodes import (
     _EMPTY,
     BYTES_LIMIT,
     F_CLOSED,
@@ -34,8 +35,7 @@ from serdoctor.diagnostics._inspect_nodes import (
     _Node,
     _type_name,
 )
-from serdoctor.diagnostics._inspect_report import DANGEROUS, INFO, WARNING
-from serdoctor.diagnostics._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
 
 
 class _OpHandlers(_ContainerOps):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Union
 
-from serdoctor.diagnostics._inspect_report import CallRecord, ImportInfo
+from serdoctor.diagnostics.inspect._report import CallRecord, ImportInfo
 
 STR_LIMIT: Final = 512  # longer strings are not decoded (they become large-value nodes)
 BYTES_LIMIT: Final = 256

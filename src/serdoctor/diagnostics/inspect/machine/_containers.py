@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from serdoctor.diagnostics import _opcodes as op
-from serdoctor.diagnostics._inspect_calls import _Caller
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._report import DANGEROUS
+from serdoctor.diagnostics.inspect.machine import _opcodes as op
+from serdoctor.diagnostics.inspect.machine._calls import _Caller
+from serdoctor.diagnostics.inspect.machine._nodes import (
     _BOX_KINDS,
     _SHARED_KINDS,
     F_CLOSED,
@@ -31,8 +32,7 @@ from serdoctor.diagnostics._inspect_nodes import (
     _Stub,
     _type_name,
 )
-from serdoctor.diagnostics._inspect_report import DANGEROUS
-from serdoctor.diagnostics._opcodes import PickleFormatError, Skipped
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError, Skipped
 
 
 class _ContainerOps(_Caller):

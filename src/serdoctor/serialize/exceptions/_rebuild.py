@@ -1,6 +1,6 @@
 """Rebuilding exceptions from their records (the receiving side).
 
-See ``_remote_exc`` for the decision tree (real class, real class without
+See ``_remote`` for the decision tree (real class, real class without
 ``__init__``, stand-in) and the stand-in class hierarchy.
 """
 
@@ -17,8 +17,13 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from serdoctor.serialize._exc_frames import build_traceback
-from serdoctor.serialize._exc_values import (
+from serdoctor.serialize.exceptions._frames import build_traceback
+from serdoctor.serialize.exceptions._remote import (
+    RemoteBaseException,
+    RemoteChainTruncated,
+    RemoteException,
+)
+from serdoctor.serialize.exceptions._values import (
     FORMAT,
     READABLE_FORMATS,
     builtin_class,
@@ -26,11 +31,6 @@ from serdoctor.serialize._exc_values import (
     python_minor,
     safe_str,
     truncate,
-)
-from serdoctor.serialize._remote_exc import (
-    RemoteBaseException,
-    RemoteChainTruncated,
-    RemoteException,
 )
 
 __all__ = ["rebuild"]

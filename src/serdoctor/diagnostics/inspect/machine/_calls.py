@@ -2,7 +2,7 @@
 
 :class:`_Caller` evaluates REDUCE/NEWOBJ/INST/OBJ calls and BUILD: known
 harmless constructors take a fast path, special callables
-(``_inspect_special``) resolve getattr chains and by-value code, the rest is
+(``machine._special``) resolve getattr chains and by-value code, the rest is
 classified with the knowledge tables and recorded as findings.
 """
 
@@ -10,8 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from serdoctor.diagnostics._inspect_expr import _Renderer
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._report import (
+    DANGEROUS,
+    INFO,
+    WARNING,
+    ImportInfo,
+)
+from serdoctor.diagnostics.inspect._tables import (
+    _HIGHER_ORDER,
+    _INTERNAL_ATTRS,
+    _SUSPICIOUS_ATTRS,
+    _danger,
+    _is_safe,
+    _normalize,
+)
+from serdoctor.diagnostics.inspect.machine._expr import _Renderer
+from serdoctor.diagnostics.inspect.machine._nodes import (
     F_ATTRS,
     F_KEEP,
     F_MODULE,
@@ -35,22 +49,8 @@ from serdoctor.diagnostics._inspect_nodes import (
     _type_name,
     record_call,
 )
-from serdoctor.diagnostics._inspect_report import (
-    DANGEROUS,
-    INFO,
-    WARNING,
-    ImportInfo,
-)
-from serdoctor.diagnostics._inspect_special import _SPECIAL
-from serdoctor.diagnostics._inspect_tables import (
-    _HIGHER_ORDER,
-    _INTERNAL_ATTRS,
-    _SUSPICIOUS_ATTRS,
-    _danger,
-    _is_safe,
-    _normalize,
-)
-from serdoctor.diagnostics._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._special import _SPECIAL
 
 
 class _Caller(_Renderer):

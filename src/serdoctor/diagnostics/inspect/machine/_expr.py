@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from serdoctor.diagnostics._inspect_byvalue import _describe
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._byvalue import _describe
+from serdoctor.diagnostics.inspect._report import DANGEROUS
+from serdoctor.diagnostics.inspect.machine._nodes import (
     K_BLOB,
     K_BUFFER,
     K_CLASS,
@@ -33,9 +34,8 @@ from serdoctor.diagnostics._inspect_nodes import (
     _seq,
     _Stub,
 )
-from serdoctor.diagnostics._inspect_report import DANGEROUS
-from serdoctor.diagnostics._inspect_state import _MachineState
-from serdoctor.diagnostics._opcodes import Skipped
+from serdoctor.diagnostics.inspect.machine._opcodes import Skipped
+from serdoctor.diagnostics.inspect.machine._state import _MachineState
 from serdoctor.serialize._sizes import format_size
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._report import DANGEROUS, ImportInfo
+from serdoctor.diagnostics.inspect._tables import _danger, _normalize
+from serdoctor.diagnostics.inspect.machine._nodes import (
     F_EMPTY_CELL,
     F_KEEP,
     F_MODULE,
@@ -30,11 +32,9 @@ from serdoctor.diagnostics._inspect_nodes import (
     _text,
     record_call,
 )
-from serdoctor.diagnostics._inspect_report import DANGEROUS, ImportInfo
-from serdoctor.diagnostics._inspect_tables import _danger, _normalize
 
 if TYPE_CHECKING:
-    from serdoctor.diagnostics._inspect_calls import _Caller
+    from serdoctor.diagnostics.inspect.machine._calls import _Caller
 
 _CLOUDPICKLE: Final = "cloudpickle.cloudpickle."
 _SERDOCTOR_CODE: Final = "serdoctor.serialize._code."

@@ -11,9 +11,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from serdoctor.diagnostics._inspect_byvalue import _describe
-from serdoctor.diagnostics._inspect_env import _Env
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._byvalue import _describe
+from serdoctor.diagnostics.inspect._env import _Env
+from serdoctor.diagnostics.inspect._report import (
+    DANGEROUS,
+    INFO,
+    RUNNING_PYTHON,
+    WARNING,
+    InspectReport,
+    LoadPrediction,
+    ValueInfo,
+)
+from serdoctor.diagnostics.inspect.machine._nodes import (
     F_ATTRS,
     K_CODE,
     K_FUNC,
@@ -31,16 +40,7 @@ from serdoctor.diagnostics._inspect_nodes import (
     _seq,
     _type_name,
 )
-from serdoctor.diagnostics._inspect_report import (
-    DANGEROUS,
-    INFO,
-    RUNNING_PYTHON,
-    WARNING,
-    InspectReport,
-    LoadPrediction,
-    ValueInfo,
-)
-from serdoctor.diagnostics._inspect_sim import _Machine
+from serdoctor.diagnostics.inspect.machine._sim import _Machine
 
 
 def _key_text(key: Any) -> str:

@@ -28,22 +28,22 @@ it holds (the report classes, limits such as ``MEMO_WINDOW`` and the severities
 stay importable from here):
 
 ==========================  ===============================================
-``_inspect_report``         report dataclasses and their JSON form
-``_inspect_nodes``          stand-in values and the limits that bound them
-``_inspect_tables``         dangerous/harmless callables, module moves
-``_inspect_formats``        files that are not pickles (magic bytes)
-``_inspect_state``          machine layer 1: state, memo, node bookkeeping
-``_inspect_expr``           layer 2: expressions for stand-ins, the sketch
-``_inspect_calls``          layer 3: call evaluation, attributes, BUILD
-``_inspect_containers``     layer 4: SETITEMS/APPENDS/ADDITEMS, literals
-``_inspect_ops``            layer 5: the slow path, one handler per opcode
-``_inspect_sim``            ``_Machine``: the hot loop over frequent opcodes
-``_inspect_special``        getattr chains, cloudpickle/dill/serdoctor helpers
-``_inspect_byvalue``        by-value functions and classes described
-``_inspect_code``           Python version of code objects, marshal reader
-``_inspect_env``            availability here (never imports the target)
-``_inspect_assemble``       the report from the machine; load prediction
-``_inspect_render``         the terminal rendering and ``run_inspect``
+``_report``         report dataclasses and their JSON form
+``machine._nodes``          stand-in values and the limits that bound them
+``_tables``         dangerous/harmless callables, module moves
+``_formats``        files that are not pickles (magic bytes)
+``machine._state``          machine layer 1: state, memo, node bookkeeping
+``machine._expr``           layer 2: expressions for stand-ins, the sketch
+``machine._calls``          layer 3: call evaluation, attributes, BUILD
+``machine._containers``     layer 4: SETITEMS/APPENDS/ADDITEMS, literals
+``machine._ops``            layer 5: the slow path, one handler per opcode
+``machine._sim``            ``_Machine``: the hot loop over frequent opcodes
+``machine._special``        getattr chains, cloudpickle/dill/serdoctor helpers
+``_byvalue``        by-value functions and classes described
+``_code``           Python version of code objects, marshal reader
+``_env``            availability here (never imports the target)
+``_assemble``       the report from the machine; load prediction
+``_render``         the terminal rendering and ``run_inspect``
 ==========================  ===============================================
 
 Exit codes (``InspectReport.exit_code``): 0 nothing dangerous; 1 dangerous
@@ -59,25 +59,13 @@ import os
 from collections.abc import Callable
 from typing import Any, BinaryIO, Final
 
-from serdoctor.diagnostics import _opcodes as op
-from serdoctor.diagnostics._inspect_assemble import _finish, _predict
-from serdoctor.diagnostics._inspect_env import _Env, _vtuple
-from serdoctor.diagnostics._inspect_formats import _sniff
-from serdoctor.diagnostics._inspect_nodes import BYTES_LIMIT as BYTES_LIMIT
-from serdoctor.diagnostics._inspect_nodes import KEEP as KEEP
-from serdoctor.diagnostics._inspect_nodes import KEEP_BUDGET as KEEP_BUDGET
-from serdoctor.diagnostics._inspect_nodes import MAX_BY_VALUE as MAX_BY_VALUE
-from serdoctor.diagnostics._inspect_nodes import MAX_CALLS_PER_IMPORT as MAX_CALLS_PER_IMPORT
-from serdoctor.diagnostics._inspect_nodes import MAX_FINDINGS as MAX_FINDINGS
-from serdoctor.diagnostics._inspect_nodes import MAX_PICKLES as MAX_PICKLES
-from serdoctor.diagnostics._inspect_nodes import MAX_SKETCH as MAX_SKETCH
-from serdoctor.diagnostics._inspect_nodes import MEMO_WINDOW as MEMO_WINDOW
-from serdoctor.diagnostics._inspect_nodes import STR_LIMIT as STR_LIMIT
-from serdoctor.diagnostics._inspect_nodes import TOP_N as TOP_N
-from serdoctor.diagnostics._inspect_report import DANGEROUS as DANGEROUS
-from serdoctor.diagnostics._inspect_report import INFO as INFO
-from serdoctor.diagnostics._inspect_report import RUNNING_PYTHON as RUNNING_PYTHON
-from serdoctor.diagnostics._inspect_report import (
+from serdoctor.diagnostics.inspect._assemble import _finish, _predict
+from serdoctor.diagnostics.inspect._env import _Env, _vtuple
+from serdoctor.diagnostics.inspect._formats import _sniff
+from serdoctor.diagnostics.inspect._report import DANGEROUS as DANGEROUS
+from serdoctor.diagnostics.inspect._report import INFO as INFO
+from serdoctor.diagnostics.inspect._report import RUNNING_PYTHON as RUNNING_PYTHON
+from serdoctor.diagnostics.inspect._report import (
     SCHEMA,
     SCHEMA_VERSION,
     Availability,
@@ -91,9 +79,23 @@ from serdoctor.diagnostics._inspect_report import (
     PickleSummary,
     ValueInfo,
 )
-from serdoctor.diagnostics._inspect_report import WARNING as WARNING
-from serdoctor.diagnostics._inspect_sim import _Machine
-from serdoctor.diagnostics._opcodes import PickleFormatError, Source
+from serdoctor.diagnostics.inspect._report import WARNING as WARNING
+from serdoctor.diagnostics.inspect.machine import _opcodes as op
+from serdoctor.diagnostics.inspect.machine._nodes import BYTES_LIMIT as BYTES_LIMIT
+from serdoctor.diagnostics.inspect.machine._nodes import KEEP as KEEP
+from serdoctor.diagnostics.inspect.machine._nodes import KEEP_BUDGET as KEEP_BUDGET
+from serdoctor.diagnostics.inspect.machine._nodes import MAX_BY_VALUE as MAX_BY_VALUE
+from serdoctor.diagnostics.inspect.machine._nodes import (
+    MAX_CALLS_PER_IMPORT as MAX_CALLS_PER_IMPORT,
+)
+from serdoctor.diagnostics.inspect.machine._nodes import MAX_FINDINGS as MAX_FINDINGS
+from serdoctor.diagnostics.inspect.machine._nodes import MAX_PICKLES as MAX_PICKLES
+from serdoctor.diagnostics.inspect.machine._nodes import MAX_SKETCH as MAX_SKETCH
+from serdoctor.diagnostics.inspect.machine._nodes import MEMO_WINDOW as MEMO_WINDOW
+from serdoctor.diagnostics.inspect.machine._nodes import STR_LIMIT as STR_LIMIT
+from serdoctor.diagnostics.inspect.machine._nodes import TOP_N as TOP_N
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError, Source
+from serdoctor.diagnostics.inspect.machine._sim import _Machine
 
 __all__ = [
     "SCHEMA",

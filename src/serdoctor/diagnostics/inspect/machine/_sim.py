@@ -4,7 +4,7 @@
 (streamed in chunks). The frequent opcodes are handled inline in
 :meth:`_Machine._loop` with the state held in locals (this loop is what makes
 inspection faster than ``pickletools.dis``); every other opcode goes through
-the slow path of :mod:`_inspect_ops`. The layers it inherits from hold the
+the slow path of :mod:`machine._ops`. The layers it inherits from hold the
 rest: state and memo, rendering, calls, containers, opcode handlers.
 """
 
@@ -13,8 +13,9 @@ from __future__ import annotations
 import struct
 import sys
 
-from serdoctor.diagnostics import _opcodes as op
-from serdoctor.diagnostics._inspect_nodes import (
+from serdoctor.diagnostics.inspect._report import PickleSummary
+from serdoctor.diagnostics.inspect.machine import _opcodes as op
+from serdoctor.diagnostics.inspect.machine._nodes import (
     _BOX_KINDS,
     _EMPTY,
     _OLD_STUB,
@@ -28,9 +29,8 @@ from serdoctor.diagnostics._inspect_nodes import (
     STR_LIMIT,
     _Node,
 )
-from serdoctor.diagnostics._inspect_ops import _OpHandlers
-from serdoctor.diagnostics._inspect_report import PickleSummary
-from serdoctor.diagnostics._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._ops import _OpHandlers
 
 _unpack_f8 = struct.Struct(">d").unpack_from
 _unpack_i4 = struct.Struct("<i").unpack_from

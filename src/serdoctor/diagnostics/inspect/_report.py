@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from serdoctor.diagnostics._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
 
 SCHEMA: Final = "serdoctor-inspect"
 SCHEMA_VERSION: Final = 1
