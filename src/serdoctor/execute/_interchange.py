@@ -33,7 +33,7 @@ import zmq
 
 from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig
-from serdoctor.serialize._envelope import read_head
+from serdoctor.serialize._envelope import python_minor, read_head
 
 
 @dataclass
@@ -256,7 +256,7 @@ class Interchange:
             self.dropped += 1
             return
         python = str(info.get("python", ""))
-        minor = ".".join(python.split(".")[:2])
+        minor = python_minor(python)
         state = "pending" if self.cfg.on_mismatch == "error" else "active"
         workers = max(1, int(info.get("workers", 1)))
         prefetch = max(0, int(info.get("prefetch", workers)))

@@ -41,6 +41,11 @@ MAX_HEADER = 16 << 20
 Buffer = bytes | bytearray | memoryview
 
 
+def python_minor(version: str) -> str:
+    """``"3.11"`` for ``"3.11.7"``: the part of a version that bytecode depends on."""
+    return ".".join(version.split(".")[:2])
+
+
 @dataclass(slots=True)
 class Header:
     """The decoded envelope header (see ``docs/format.md``).
@@ -63,7 +68,7 @@ class Header:
     @property
     def python_minor(self) -> str:
         """``"3.11"`` for ``"3.11.7"``."""
-        return ".".join(self.python.split(".")[:2])
+        return python_minor(self.python)
 
     def to_dict(self) -> dict[str, Any]:
         """The header as it is written (JSON-ready)."""

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from serdoctor.serialize._envelope import FORMAT_VERSION
+from serdoctor.serialize._envelope import FORMAT_VERSION, python_minor
 
 Severity = Literal["breaks", "may matter", "info"]
 
@@ -51,7 +51,7 @@ class Environment:
     @property
     def python_minor(self) -> str:
         """``"3.11"`` for ``"3.11.7"``."""
-        return ".".join(self.python.split(".")[:2])
+        return python_minor(self.python)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``ser-doctor env --json`` prints)."""

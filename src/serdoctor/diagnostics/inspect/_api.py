@@ -237,21 +237,7 @@ def _read_envelope(f: BinaryIO, report: InspectReport, size: int | None) -> bool
         return False
     env = _Env()
     requirements = {module: env.check(module, "") for module in header.requires}
-    report.envelope = EnvelopeInfo(
-        method=header.method,
-        python=header.python,
-        implementation=header.implementation,
-        by_value=header.by_value,
-        signed=header.signed,
-        requires=dict(header.requires),
-        libraries=dict(header.libraries),
-        buffers=list(header.buffers),
-        body_offset=head_size,
-        body_size=header.body,
-        serdoctor=header.serdoctor,
-        extra=dict(header.extra),
-        requirements=requirements,
-    )
+    report.envelope = EnvelopeInfo(header, head_size, requirements)
     expected = (
         head_size + header.body + sum(header.buffers) + (_envelope.TAG_SIZE if header.signed else 0)
     )

@@ -272,7 +272,7 @@ def _payload_problems(m: _Machine, report: InspectReport, pred: LoadPrediction) 
             if not avail.ok and avail.status != "main" and module not in pred.missing_modules:
                 pred.missing_modules.append(module)
                 pred.problems.append(f"requires {module}: {avail.detail}")
-        if envelope.by_value and ".".join(envelope.python.split(".")[:2]) != RUNNING_PYTHON:
+        if envelope.by_value and envelope.python_minor != RUNNING_PYTHON:
             pred.problems.append(
                 f"by-value payload made by Python {envelope.python}; this is "
                 f"{sys.version.split()[0]}: serdoctor.loads refuses it "

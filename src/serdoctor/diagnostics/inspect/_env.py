@@ -18,6 +18,7 @@ from typing import Any
 
 from serdoctor.diagnostics.inspect._report import Availability
 from serdoctor.diagnostics.inspect._tables import _KNOWN_MOVES
+from serdoctor.serialize._requirements import STDLIB, distribution_of, top_level
 
 
 def _vtuple(text: str | None) -> tuple[int, ...]:
@@ -40,38 +41,20 @@ class _Env:
     def __init__(self) -> None:
         self.specs: dict[str, tuple[Any, str]] = {}
         self.names: dict[str, tuple[set[str], bool] | None] = {}
-        self._dists: dict[str, list[str]] | None = None
-        self._dists_by_name: dict[str, tuple[str, str] | None] = {}
-
-    def dists(self) -> dict[str, list[str]]:
-        if self._dists is None:
-            try:
-                self._dists = dict(importlib.metadata.packages_distributions())
-            except Exception:  # broken metadata must not break inspection
-                self._dists = {}
-        return self._dists
 
     def distribution(self, module: str) -> tuple[str | None, str | None, bool]:
-        """``(distribution, version, stdlib)`` for a module's top-level package."""
-        top = module.split(".")[0]
-        stdlib_names: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
-        if top in stdlib_names or top in sys.builtin_module_names:
+        """``(distribution, version, stdlib)`` for a module's top-level package.
+
+        The stack's own answer (``serialize._requirements``): one source for
+        which distribution provides a module and whether it is standard library.
+        """
+        top = top_level(module)
+        if top in STDLIB:
             return None, sys.version.split()[0], True
-        if top not in self._dists_by_name:
-            try:  # most distributions are named like their top-level module: no full scan
-                dist = importlib.metadata.distribution(top)
-                self._dists_by_name[top] = (dist.metadata["Name"] or top, dist.version)
-            except Exception:
-                self._dists_by_name[top] = None
-        hit = self._dists_by_name[top]
-        if hit is not None:
-            return hit[0], hit[1], False
-        for name in self.dists().get(top, []):
-            try:
-                return name, importlib.metadata.version(name), False
-            except Exception:
-                continue
-        return None, None, False
+        found = distribution_of(top)
+        if found is None:
+            return None, None, False
+        return found[0], found[1], False
 
     def spec(self, module: str) -> tuple[Any, str]:
         """``(spec or module or None, why-not)``; walks parents' search locations itself."""

@@ -113,7 +113,7 @@ def _envelope(report: InspectReport) -> RenderableType | None:
     text = Text()
     text.append("Envelope\n", style="bold underline")
     text.append(f"  method {env.method} · Python {env.python} ({env.implementation})")
-    if ".".join(env.python.split(".")[:2]) != RUNNING_PYTHON:
+    if env.python_minor != RUNNING_PYTHON:
         text.append(f" — this is {RUNNING_PYTHON}", style="yellow")
     text.append(" · by value" if env.by_value else " · by reference")
     text.append(

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
+from serdoctor.serialize._envelope import Header
+from serdoctor.serialize._environment import PYTHON_MINOR
 
 SCHEMA: Final = "serdoctor-inspect"
 SCHEMA_VERSION: Final = 1
 
-RUNNING_PYTHON: Final = "{}.{}".format(*sys.version_info[:2])
+RUNNING_PYTHON: Final = PYTHON_MINOR  # the stack's own "3.11"
 
 DANGEROUS: Final = "dangerous"
 WARNING: Final = "warning"
@@ -260,21 +262,32 @@ class PickleSummary:
 
 @dataclass
 class EnvelopeInfo:
-    """The JSON header of a serdoctor envelope, and what it means here."""
+    """A serdoctor envelope: the stack's own ``Header``, where the body is, what it needs here."""
 
-    method: str
-    python: str
-    implementation: str
-    by_value: bool
-    signed: bool
-    requires: dict[str, str | None]
-    libraries: dict[str, str]
-    buffers: list[int]
+    header: Header
     body_offset: int
-    body_size: int
-    serdoctor: str
-    extra: dict[str, Any] = field(default_factory=dict)
     requirements: dict[str, Availability] = field(default_factory=dict)
+
+    method = property(lambda self: self.header.method, doc="The method that wrote the body.")
+    python = property(lambda self: self.header.python, doc="The sender's Python version.")
+    implementation = property(lambda self: self.header.implementation, doc="e.g. cpython.")
+    by_value = property(lambda self: self.header.by_value, doc="Code sent by value?")
+    signed = property(lambda self: self.header.signed, doc="Has an HMAC tag?")
+    requires = property(lambda self: self.header.requires, doc="Modules and versions needed.")
+    libraries = property(lambda self: self.header.libraries, doc="The method's libraries.")
+    body_size = property(lambda self: self.header.body, doc="The body's length.")
+    serdoctor = property(lambda self: self.header.serdoctor, doc="The writer's version.")
+    extra = property(lambda self: self.header.extra, doc="Optional header fields.")
+
+    @property
+    def buffers(self) -> list[int]:
+        """The out-of-band buffers' lengths."""
+        return list(self.header.buffers)
+
+    @property
+    def python_minor(self) -> str:
+        """The sender's Python major.minor."""
+        return self.header.python_minor
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
