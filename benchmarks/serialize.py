@@ -151,6 +151,7 @@ class Case:
     contenders: tuple[str, ...]
     peer: str = "pickle"  # the round trip the target compares with
     limit: float = 1.3  # serdoctor / peer round trip at most this
+    also: tuple[str, ...] = ()  # more contenders, reported as contender / serdoctor
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -203,6 +204,7 @@ def build_cases(mod: Any, *, numpy_ok: bool) -> list[Case]:
             data,
             peer="cloudpickle",
             limit=3.0,
+            also=("serdoctor-traceback",),
         ),
         Case("10 MB bytes", "data", lambda: random.Random(0).randbytes(10 * MB), _same, data),
     ]
@@ -229,6 +231,26 @@ def _frames_size(frames: list[Any]) -> int:
     return sum(memoryview(f).nbytes for f in frames)
 
 
+def _dumps_with_library_traceback(obj: Any) -> bytes:
+    """serdoctor.dumps with the remote traceback text made by ``traceback`` itself.
+
+    serdoctor formats an exception's own traceback text in the same walk that
+    captures its frames (serialize/exceptions/_text.py) on the Pythons whose
+    ``traceback`` output it reproduces exactly; this contender measures what
+    that saves (issue 9: keep hand-written code only where a target needs it).
+    """
+    from serdoctor.serialize.exceptions import _text
+
+    saved = list(_text._fast_text)
+    _text._fast_text[:] = [False]
+    try:
+        import serdoctor
+
+        return serdoctor.dumps(obj)
+    finally:
+        _text._fast_text[:] = saved
+
+
 def contenders() -> dict[str, Contender]:
     """Every library under test, each with its usual entry points."""
     import cloudpickle
@@ -241,6 +263,9 @@ def contenders() -> dict[str, Contender]:
         "serdoctor": Contender("serdoctor", serdoctor.dumps, serdoctor.loads),
         "serdoctor-frames": Contender(
             "serdoctor-frames", serializer.dumps_frames, serializer.loads_frames, _frames_size
+        ),
+        "serdoctor-traceback": Contender(
+            "serdoctor-traceback", _dumps_with_library_traceback, serdoctor.loads
         ),
         "pickle": Contender("pickle", lambda o: pickle.dumps(o, protocol=5), pickle.loads),
         "cloudpickle": Contender(
@@ -257,7 +282,7 @@ def measure(
     obj = case.make()
     out: dict[str, dict[str, Any]] = {}
     fns: dict[str, Callable[[], Any]] = {}
-    for name in case.contenders:
+    for name in (*case.contenders, *case.also):
         c = lib[name]
         try:
             payload = c.dumps(obj)
@@ -305,6 +330,8 @@ def ratios(case: Case, res: dict[str, dict[str, Any]]) -> dict[str, Any]:
         r = out[f"serdoctor/{peer} roundtrip"]
         out["target"] = f"serdoctor/{peer} roundtrip <= {case.limit}"
         out["met"] = r is not None and r <= case.limit
+        for other in case.also:
+            out[f"{other}/serdoctor roundtrip"] = _ratio(res.get(other), sd, "roundtrip_s")
         if case.name == "small dict" and sd and res.get("pickle"):
             # what serdoctor adds to every call: envelope, header checks, bookkeeping
             fixed = (sd["roundtrip_s"] - res["pickle"]["roundtrip_s"]) * 1e6

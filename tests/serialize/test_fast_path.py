@@ -242,3 +242,24 @@ def test_a_serializer_pickles_with_its_configuration_not_its_caches() -> None:
     copy = pickle.loads(pickle.dumps(s))
     assert copy.key == KEY and copy.on_mismatch == "ignore"
     assert copy.loads(data) == {"a": 1}
+
+
+def test_a_dropped_pickler_is_freed_at_once_not_by_the_garbage_collector() -> None:
+    """After a large payload the reused pickler is dropped: nothing may keep its buffers."""
+    import gc
+    import tracemalloc
+
+    s = serdoctor.Serializer()
+    big = {f"k{i}": "v" * 100 for i in range(20_000)}  # about 2.5 MB pickled
+    size = len(s.dumps(big))
+    gc.collect()
+    gc.disable()  # only reference counting: a reference cycle would keep each pickler
+    tracemalloc.start()
+    try:
+        for _ in range(10):
+            s.dumps(big)
+        kept, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert kept < 2 * size, f"{kept} bytes still held after ten {size}-byte payloads"

@@ -129,18 +129,18 @@ class _Reusable:
         self.file = Chunks()
         self.buffers: list[env.Buffer] = []
         self.recorder = LeanRecorder(by_value_modules)
-        ctx = DumpContext(self.callback, None, by_value_modules, self.recorder, reducers)
+        # the callback holds the list, not self: no reference cycle, so a dropped
+        # pickler (and the memo of everything it pickled) is freed at once, not by the GC
+        callback = functools.partial(_out_of_band, buffers=self.buffers)
+        ctx = DumpContext(callback, None, by_value_modules, self.recorder, reducers)
         self.pickler = ReferencePickler(self.file, ctx)
         self.busy = False
-
-    def callback(self, buf: pickle.PickleBuffer) -> bool:
-        return _out_of_band(buf, self.buffers)
 
     def reset(self) -> None:
         self.pickler.clear_memo()
         self.file.clear()
         if self.buffers:
-            self.buffers = []
+            self.buffers.clear()
         self.recorder.reset()
         self.busy = False
 
@@ -447,7 +447,7 @@ class Serializer:
         try:
             reusable.pickler.dump(obj)
             chunks = reusable.file[:]
-            buffers = reusable.buffers
+            buffers = reusable.buffers[:]
             recorder = reusable.recorder
             modules = recorder.modules
             if modules:
