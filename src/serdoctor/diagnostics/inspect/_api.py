@@ -32,12 +32,12 @@ stay importable from here):
 ``machine._nodes``          stand-in values and the limits that bound them
 ``_tables``         dangerous/harmless callables, module moves
 ``_formats``        files that are not pickles (magic bytes)
-``machine._state``          machine layer 1: state, memo, node bookkeeping
-``machine._expr``           layer 2: expressions for stand-ins, the sketch
-``machine._calls``          layer 3: call evaluation, attributes, BUILD
-``machine._containers``     layer 4: SETITEMS/APPENDS/ADDITEMS, literals
-``machine._ops``            layer 5: the slow path, one handler per opcode
-``machine._sim``            ``_Machine``: the hot loop over frequent opcodes
+``machine._state``          the machine's state: stack, memo, node bookkeeping
+``machine._expr``           part ``r``: expressions for stand-ins, the sketch
+``machine._calls``          part ``c``: call evaluation, attributes, BUILD
+``machine._containers``     part ``k``: SETITEMS/APPENDS/ADDITEMS, literals
+``machine._ops``            part ``o``: the slow path, one handler per opcode
+``machine._sim``            ``_Machine``: holds the parts; the hot loop
 ``machine._special``        getattr chains, cloudpickle/dill/serdoctor helpers
 ``_byvalue``        by-value functions and classes described
 ``_code``           Python version of code objects, marshal reader
@@ -156,7 +156,7 @@ def _analyse(f: BinaryIO, report: InspectReport) -> None:
     src = Source(f, start, end)
     m = _Machine(src, buffers=buffers)
     if report.envelope is not None and report.envelope.extra.get("persistent"):
-        m.envelope_persistent = True  # serdoctor.loads resolves its own persistent IDs
+        m.s.envelope_persistent = True  # serdoctor.loads resolves its own persistent IDs
     env = _Env()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # stand-ins form no garbage cycles worth collecting mid-run; ~15% faster
@@ -193,7 +193,7 @@ def _classify_error(
     complete pickles, not a pickle at all, truncated, or malformed.
     """
     report.error = exc
-    summary = m.summary
+    summary = m.s.summary
     if index > 0 and summary.opcodes <= 1:
         report.error_kind = "trailing-data"
         left = (end - begin) if end is not None else None
@@ -202,9 +202,9 @@ def _classify_error(
             f"{left if left is not None else 'remaining'} bytes after "
             "it are not a pickle"
         )
-        if m.pickles and m.pickles[-1] is summary:
-            m.pickles.pop()
-        m.pickle_count -= 1
+        if m.s.pickles and m.s.pickles[-1] is summary:
+            m.s.pickles.pop()
+        m.s.pickle_count -= 1
     elif index == 0 and summary.opcodes <= 1:
         report.error_kind = "not-a-pickle"
         report.format = report.format if report.envelope else "not-a-pickle"

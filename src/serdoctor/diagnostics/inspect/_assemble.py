@@ -102,29 +102,34 @@ def _path(node: _Node, stacked: bool) -> str:
 
 def _finish(m: _Machine, report: InspectReport, env: _Env) -> None:
     """Fill ``report`` from the machine's observations (also after an error)."""
-    report.pickles = list(m.pickles)
-    report.pickle_count = m.pickle_count
-    report.totals = dict(m.totals)
-    stacked = m.pickle_count > 1
-    imports = sorted(m.imports.values(), key=lambda i: i.offsets[0] if i.offsets else 0)
+    report.pickles = list(m.s.pickles)
+    report.pickle_count = m.s.pickle_count
+    report.totals = dict(m.s.totals)
+    stacked = m.s.pickle_count > 1
+    imports = sorted(m.s.imports.values(), key=lambda i: i.offsets[0] if i.offsets else 0)
     for info in imports:
         info.availability = env.check(info.module, info.name)
     report.imports = imports
     producers: list[str] = []
     if any(i.module.startswith("cloudpickle") for i in imports):
         producers.append("cloudpickle")
-    if any(i.module.startswith("dill") for i in imports) or m.dill_main:
+    if any(i.module.startswith("dill") for i in imports) or m.s.dill_main:
         producers.append("dill")
-    report.producer = producers or (["pickle"] if m.pickles else [])
+    report.producer = producers or (["pickle"] if m.s.pickles else [])
     inner = {
-        id(code) for bv in m.by_value if bv.kind == K_FUNC for code in (_seq(bv.args) or [None])[:1]
+        id(code)
+        for bv in m.s.by_value
+        if bv.kind == K_FUNC
+        for code in (_seq(bv.args) or [None])[:1]
     }
     report.by_value = [
-        _describe(m, bv) for bv in m.by_value if not (bv.kind == K_CODE and id(bv.node) in inner)
+        _describe(m.r, bv)
+        for bv in m.s.by_value
+        if not (bv.kind == K_CODE and id(bv.node) in inner)
     ]
     for d in report.by_value:
         if d.python and RUNNING_PYTHON not in d.python:
-            m.finding(
+            m.s.finding(
                 WARNING,
                 "python-mismatch",
                 f"by-value {d.kind} {d.qualname or d.name or '?'} was compiled by Python "
@@ -134,11 +139,11 @@ def _finish(m: _Machine, report: InspectReport, env: _Env) -> None:
                 d.offset,
                 d.qualname or d.name,
             )
-    leaves = sorted(m.leaves, key=lambda t: (-t[0], t[1]))
+    leaves = sorted(m.s.leaves, key=lambda t: (-t[0], t[1]))
     report.largest = [
         ValueInfo(_path(n, stacked), _leaf_type(n), n.size, n.pos) for _, _, n in leaves
     ]
-    boxes = sorted(m.boxes, key=lambda t: (-t[0], t[1]))
+    boxes = sorted(m.s.boxes, key=lambda t: (-t[0], t[1]))
     report.containers = [
         ValueInfo(
             _path(n, stacked),
@@ -151,18 +156,18 @@ def _finish(m: _Machine, report: InspectReport, env: _Env) -> None:
         for _, _, n in boxes
         if n.ktype != KT_ARGS
     ]
-    lines = list(dict.fromkeys(m.sketch_imports))
-    report.sketch = lines + ([""] if lines else []) + m.sketch
-    if m.sketch_full:
+    lines = list(dict.fromkeys(m.s.sketch_imports))
+    report.sketch = lines + ([""] if lines else []) + m.s.sketch
+    if m.s.sketch_full:
         report.sketch.append("# … (sketch truncated)")
     report.findings = sorted(
-        m.findings,
+        m.s.findings,
         key=lambda f: (
             {DANGEROUS: 0, WARNING: 1, INFO: 2}.get(f.severity, 3),
             f.offset if f.offset is not None else -1,
         ),
     )
-    report.truncated_lists = len(m.by_value) >= MAX_BY_VALUE or len(m.findings) >= MAX_FINDINGS
+    report.truncated_lists = len(m.s.by_value) >= MAX_BY_VALUE or len(m.s.findings) >= MAX_FINDINGS
 
 
 def _leaf_type(node: _Node) -> str:
@@ -199,7 +204,7 @@ def _loader(m: _Machine, report: InspectReport) -> LoadPrediction:
         extras = []
         if buffers:
             extras.append("buffers=buffers")
-        if m.nonascii_strings:
+        if m.s.nonascii_strings:
             extras.append('encoding="latin1"')
         if extras:
             pred.call = f"{loader}(f, {', '.join(extras)})"
@@ -257,15 +262,15 @@ def _payload_problems(m: _Machine, report: InspectReport, pred: LoadPrediction) 
             f"needs {buffers} out-of-band buffer(s) that are not in this file: pass them "
             "with buffers= (pickle.load raises without them)"
         )
-    if m.nonascii_strings and envelope is None:
+    if m.s.nonascii_strings and envelope is None:
         pred.problems.append(
             "holds Python 2 byte strings with non-ASCII bytes: pickle.load(f) raises "
             'UnicodeDecodeError unless given encoding="latin1" (numpy, datetime data) or '
             'encoding="bytes"'
         )
-    if m.persids and not m.envelope_persistent:
+    if m.s.persids and not m.s.envelope_persistent:
         pred.problems.append("uses persistent IDs: needs an Unpickler with persistent_load")
-    for code in m.ext_codes:
+    for code in m.s.ext_codes:
         pred.problems.append(f"copyreg extension code {code} is not registered here")
     if envelope is not None:
         for module, avail in envelope.requirements.items():

@@ -9,7 +9,7 @@ into a :class:`ByValueCode` for the report (Python versions come from
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from serdoctor.diagnostics.inspect._code import _marshal_code_facts, _python_for
 from serdoctor.diagnostics.inspect._report import ByValueCode
@@ -32,8 +32,18 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
 )
 from serdoctor.diagnostics.inspect.machine._opcodes import Skipped
 
-if TYPE_CHECKING:
-    from serdoctor.diagnostics.inspect.machine._expr import _Renderer
+
+class _Reads(Protocol):
+    def read_at(self, offset: int, size: int) -> bytes | None: ...
+
+
+class _Renderer(Protocol):
+    """What reading by-value code needs of the machine's renderer (machine._expr)."""
+
+    @property
+    def s(self) -> _Reads: ...
+
+    def render(self, value: Any, depth: int = 3, sketch: bool = False) -> str: ...
 
 
 def _as_bytes(m: _Renderer, value: Any) -> bytes | None:
@@ -45,7 +55,7 @@ def _as_bytes(m: _Renderer, value: Any) -> bytes | None:
         sk: Skipped = value.info
         if sk.length > 1 << 20:
             return sk.head
-        return m.read_at(sk.offset, sk.length) or sk.head
+        return m.s.read_at(sk.offset, sk.length) or sk.head
     if type(value) is _Node and value.kind == K_BLOB and type(value.info) is bytes:
         return bytes(value.info)
     return None

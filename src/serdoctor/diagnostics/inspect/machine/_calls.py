@@ -8,6 +8,7 @@ classified with the knowledge tables and recorded as findings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from serdoctor.diagnostics.inspect._report import (
@@ -39,6 +40,7 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
     K_REF,
     KT_ARGS,
     KT_STATE,
+    CallSite,
     _ByValue,
     _Call,
     _dict_pairs,
@@ -50,11 +52,19 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
     record_call,
 )
 from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
-from serdoctor.diagnostics.inspect.machine._special import _SPECIAL
+from serdoctor.diagnostics.inspect.machine._state import _MachineState
 
 
-class _Caller(_Renderer):
-    """Call layer of the machine: callee classification, attributes, BUILD."""
+class _Caller:
+    """The machine's call evaluator: callee classification, attributes, BUILD."""
+
+    __slots__ = ("r", "s", "special")
+
+    def __init__(self, s: _MachineState, r: _Renderer, special: Mapping[str, Any]) -> None:
+        """Evaluate calls over the state ``s``, rendering with ``r``."""
+        self.s = s
+        self.r = r
+        self.special = special  # target -> its handler (machine._special._SPECIAL)
 
     def target_of(self, value: Any) -> str | None:
         """The dotted name a callable stand-in resolves to, if known."""
@@ -75,25 +85,25 @@ class _Caller(_Renderer):
                 record_call(info, pos, opname, lambda: self.call_text(info.target, args, opname))
                 node = _Node(K_OBJ, info.target, pos)
                 if type(args) is _Node:
-                    self.attach(node, args, None, KT_ARGS)
+                    self.s.attach(node, args, None, KT_ARGS)
                     if args.pos < pos:
                         node.pos = args.pos
                 node.info = _Call(info.target, callee, args, None, opname)
-                if not self.sketch_full:
-                    self.sketch_call(node, callee, info.target, args, None, opname, pos)
+                if not self.s.sketch_full:
+                    self.r.sketch_call(node, callee, info.target, args, None, opname, pos)
                 return node
         target = self.target_of(callee)
         seq = _seq(args)
         info = callee.info if type(callee) is _Node and callee.kind == K_GLOBAL else None
 
         def expr() -> str:  # rendered only when a record or a finding needs it
-            shown = target or self.render(callee, 2)
+            shown = target or self.r.render(callee, 2)
             if opname in ("NEWOBJ", "NEWOBJ_EX"):
-                text = f"{shown}.__new__({shown}{self.render_args(args, lead=True)})"
+                text = f"{shown}.__new__({shown}{self.r.render_args(args, lead=True)})"
             else:
-                text = f"{shown}({self.render_args(args)})"
+                text = f"{shown}({self.r.render_args(args)})"
             if kwargs is not None:
-                text = text[:-1] + f", **{self.render(kwargs, 2)})"
+                text = text[:-1] + f", **{self.r.render(kwargs, 2)})"
             return text
 
         if info is not None:
@@ -101,19 +111,19 @@ class _Caller(_Renderer):
         result = self.evaluate(callee, target, seq, args, kwargs, pos, opname, expr)
         if type(result) is _Node and result.kind == K_OBJ and result.info is None:
             result.info = _Call(target, callee, args, kwargs, opname)
-        self.sketch_call(result, callee, target, args, kwargs, opname, pos)
+        self.r.sketch_call(result, callee, target, args, kwargs, opname, pos)
         return result
 
     def call_text(self, target: str, args: Any, opname: str) -> str:
         if opname in ("NEWOBJ", "NEWOBJ_EX"):
-            return f"{target}.__new__({target}{self.render_args(args, lead=True)})"
-        return f"{target}({self.render_args(args)})"
+            return f"{target}.__new__({target}{self.r.render_args(args, lead=True)})"
+        return f"{target}({self.r.render_args(args)})"
 
     def new_obj(self, label: str, pos: int, callee: Any, args: Any) -> _Node:
         """A call result; it spans from its arguments to the call opcode."""
         node = _Node(K_OBJ, label, pos)
         if type(args) is _Node:
-            self.attach(node, args, None, KT_ARGS)
+            self.s.attach(node, args, None, KT_ARGS)
             if args.pos < pos:
                 node.pos = args.pos
         node.end = pos + 1
@@ -135,9 +145,9 @@ class _Caller(_Renderer):
         if target is None:
             return self.evaluate_unnamed(callee, seq, args, pos, opname, expr)
         norm = _normalize(target)
-        special = _SPECIAL.get(norm)
+        special = self.special.get(norm)
         if special is not None:
-            result = special(self, callee, norm, seq, args, pos, opname, expr)
+            result = special(self, CallSite(callee, norm, seq, args, pos, opname, expr))
             if result is not None:
                 return result
         danger = _danger(norm)
@@ -147,11 +157,13 @@ class _Caller(_Renderer):
                 danger = ("exec", f"reaches {last} through attribute lookups")
         if danger is not None:
             category, what = danger
-            self.finding(DANGEROUS, category, f"calls {target} at load: {what}", pos, target, expr)
+            self.s.finding(
+                DANGEROUS, category, f"calls {target} at load: {what}", pos, target, expr
+            )
         elif opname == "BUILD":
             pass
         elif not _is_safe(norm) and not norm.startswith("__main__."):
-            self.finding(
+            self.s.finding(
                 INFO,
                 "third-party-call",
                 f"calls {target} at load: it runs with the loader's privileges",
@@ -177,10 +189,10 @@ class _Caller(_Renderer):
         """A call whose callee is not a plain import: by-value code, or computed at load."""
         ctype = type(callee)
         if ctype is _Node and callee.kind == K_FUNC:
-            self.finding(
+            self.s.finding(
                 DANGEROUS,
                 "by-value-code",
-                f"calls the by-value function {self.func_name(callee)} at load: code "
+                f"calls the by-value function {self.r.func_name(callee)} at load: code "
                 "carried inside the pickle runs while it loads",
                 pos,
                 None,
@@ -188,22 +200,22 @@ class _Caller(_Renderer):
             )
             return self.new_obj("<result of by-value function>", pos, callee, args)
         if ctype is _Node and callee.kind == K_CLASS:
-            self.finding(
+            self.s.finding(
                 WARNING,
                 "by-value-code",
-                f"instantiates the by-value class {self.func_name(callee)} at load: "
+                f"instantiates the by-value class {self.r.func_name(callee)} at load: "
                 "its __new__/__init__ (code carried in the pickle) run",
                 pos,
                 None,
                 expr,
             )
-            return self.new_obj(self.func_name(callee), pos, callee, args)
+            return self.new_obj(self.r.func_name(callee), pos, callee, args)
         if ctype is _Node and callee.kind == K_OBJ and isinstance(callee.info, _Call):
             resolved = self.call_through(callee, seq, args, pos, opname, expr)
             if resolved is not None:
                 return resolved
         if ctype is _Node and callee.kind == K_REF and callee.flags & F_UNRESOLVED:
-            self.finding(
+            self.s.finding(
                 DANGEROUS,
                 "computed-callable",
                 "calls an attribute whose name is computed at load time",
@@ -212,7 +224,7 @@ class _Caller(_Renderer):
                 expr,
             )
         elif ctype is _Node and callee.kind == K_GLOBAL and callee.flags & F_UNRESOLVED:
-            self.finding(
+            self.s.finding(
                 DANGEROUS,
                 "computed-callable",
                 f"calls {callee.label}: what runs is only decided at load time",
@@ -221,7 +233,7 @@ class _Caller(_Renderer):
                 expr,
             )
         else:
-            self.finding(
+            self.s.finding(
                 DANGEROUS,
                 "computed-callable",
                 "calls a value computed at load time (not a plain import): the real "
@@ -246,7 +258,7 @@ class _Caller(_Renderer):
                 fn,
                 tuple(merged)
                 if all(type(x) is not _Node for x in merged)
-                else self.tuple_of(merged, pos),
+                else self.s.tuple_of(merged, pos),
                 None,
                 pos,
                 opname,
@@ -259,7 +271,7 @@ class _Caller(_Renderer):
             name = made_args[0]
             if type(name) is str:
                 fn = self.attribute(seq[0], name, pos)
-                return self.call(fn, self.tuple_of(list(made_args[1:]), pos), None, pos, opname)
+                return self.call(fn, self.s.tuple_of(list(made_args[1:]), pos), None, pos, opname)
         return None
 
     def attribute(self, obj: Any, name: Any, pos: int) -> _Node:
@@ -270,14 +282,14 @@ class _Caller(_Renderer):
         if type(name) is not str:
             node = _Node(K_REF, "<computed attribute>", pos)
             node.flags = F_KEEP | F_UNRESOLVED
-            self.finding(
+            self.s.finding(
                 DANGEROUS,
                 "computed-attribute",
                 "looks up an attribute whose name is computed at load time (getattr with "
                 "a non-constant name)",
                 pos,
                 None,
-                f"getattr({self.render(obj, 2)}, {self.render(name, 2)})",
+                f"getattr({self.r.render(obj, 2)}, {self.r.render(name, 2)})",
             )
             return node
         if base is None:
@@ -285,14 +297,14 @@ class _Caller(_Renderer):
             node.flags = F_KEEP | F_UNRESOLVED
             node.info = None
             if name in _INTERNAL_ATTRS or name in _SUSPICIOUS_ATTRS:
-                self.finding(
+                self.s.finding(
                     DANGEROUS,
                     "getattr-chain",
                     f"reaches .{name} of a value built at load time (a common way to "
                     "smuggle code execution past allowlists)",
                     pos,
                     None,
-                    f"getattr({self.render(obj, 2)}, {name!r})",
+                    f"getattr({self.r.render(obj, 2)}, {name!r})",
                 )
             return node
         full = f"{base}.{name}"
@@ -300,7 +312,7 @@ class _Caller(_Renderer):
         node.flags = F_KEEP
         node.info = full
         if name in _INTERNAL_ATTRS:
-            self.finding(
+            self.s.finding(
                 DANGEROUS,
                 "getattr-chain",
                 f"reaches {full}: interpreter internals that lead to code execution",
@@ -317,7 +329,7 @@ class _Caller(_Renderer):
         for value in seq[:2]:
             inner = self.target_of(value)
             if inner is not None and _danger(inner) is not None:
-                self.finding(
+                self.s.finding(
                     DANGEROUS,
                     "exec",
                     f"passes {inner} to {norm}, which calls it",
@@ -332,14 +344,14 @@ class _Caller(_Renderer):
         if ttype is _Node:
             target.end = pos + 1
             if type(state) is _Node:
-                self.attach(target, state, None, KT_STATE)
+                self.s.attach(target, state, None, KT_STATE)
                 if state.kind == K_DICT:
                     state.flags |= F_ATTRS
             kind = target.kind
-            expr = f"{self.render(target, 1)}.__setstate__({self.render(state, 2)})"
+            expr = f"{self.r.render(target, 1)}.__setstate__({self.r.render(state, 2)})"
             if kind in (K_GLOBAL, K_REF):
                 name = self.target_of(target) or target.label
-                self.finding(
+                self.s.finding(
                     DANGEROUS,
                     "mutation",
                     f"sets attributes on the imported object {name} at load (BUILD on a "
@@ -356,10 +368,10 @@ class _Caller(_Renderer):
                     record_call(cls_info, pos, "BUILD", lambda: expr)
                 by_value_cls = self.by_value_class_of(made)
                 if by_value_cls is not None and self.class_defines(by_value_cls, "__setstate__"):
-                    self.finding(
+                    self.s.finding(
                         DANGEROUS,
                         "by-value-code",
-                        f"BUILD runs {self.func_name(by_value_cls)}.__setstate__, code "
+                        f"BUILD runs {self.r.func_name(by_value_cls)}.__setstate__, code "
                         "carried inside the pickle",
                         pos,
                         None,
@@ -368,8 +380,8 @@ class _Caller(_Renderer):
             elif kind in (K_FUNC, K_CLASS, K_CODE) and isinstance(target.info, _ByValue):
                 target.info.states.append(state)
             if target.var is not None:
-                self.sketch_line(
-                    f"{target.var}.__setstate__({self.render(state, 3, True)})  # @{pos} BUILD"
+                self.r.sketch_line(
+                    f"{target.var}.__setstate__({self.r.render(state, 3, True)})  # @{pos} BUILD"
                 )
         elif ttype is _Stub:
             return

@@ -12,6 +12,7 @@ from typing import Any
 from serdoctor.diagnostics.inspect._report import DANGEROUS
 from serdoctor.diagnostics.inspect.machine import _opcodes as op
 from serdoctor.diagnostics.inspect.machine._calls import _Caller
+from serdoctor.diagnostics.inspect.machine._expr import _Renderer
 from serdoctor.diagnostics.inspect.machine._nodes import (
     _BOX_KINDS,
     _SHARED_KINDS,
@@ -33,10 +34,19 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
     _type_name,
 )
 from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError, Skipped
+from serdoctor.diagnostics.inspect.machine._state import _MachineState
 
 
-class _ContainerOps(_Caller):
-    """Container layer of the machine: items added to stand-ins."""
+class _ContainerOps:
+    """The machine's container operations: items added to stand-ins."""
+
+    __slots__ = ("c", "r", "s")
+
+    def __init__(self, s: _MachineState, r: _Renderer, c: _Caller) -> None:
+        """Add items to stand-ins over the state ``s``."""
+        self.s = s
+        self.r = r
+        self.c = c
 
     def push_literal(self, code: int, arg: Any, pos: int) -> None:
         if isinstance(arg, Skipped):
@@ -49,22 +59,22 @@ class _ContainerOps(_Caller):
                 label = "str (Python 2)"
             if code == op.BYTEARRAY8:
                 label = "bytearray"
-            self.stack.append(self.leaf(arg, label, pos))
+            self.s.stack.append(self.s.leaf(arg, label, pos))
             return
         if code == op.BYTEARRAY8:
             node = _Node(K_BLOB, "bytearray", pos)
             node.size = len(arg)
             node.info = arg
-            self.track_leaf(node)
-            self.stack.append(node)
+            self.s.track_leaf(node)
+            self.s.stack.append(node)
             return
         if (
             code in (op.STRING, op.BINSTRING, op.SHORT_BINSTRING)
             and isinstance(arg, str)
             and not arg.isascii()
         ):
-            self.nonascii_strings = True
-        self.stack.append(arg)
+            self.s.nonascii_strings = True
+        self.s.stack.append(arg)
 
     def setitems(self, target: Any, items: list[Any], pos: int) -> None:
         """SETITEM(S)/DICT: ``items`` is ``[key, value, key, value, ...]``."""
@@ -86,7 +96,7 @@ class _ContainerOps(_Caller):
                 if not flags & F_CLOSED and v is not target and v.kind not in _SHARED_KINDS:
                     v.flags = flags = flags | F_CLOSED
                     if v.end - v.pos >= 1024 and v.kind in _BOX_KINDS:
-                        self.track_box(v)
+                        self.s.track_box(v)
                         flags = v.flags
                     if flags & F_TRACKED:
                         v.parent = target
@@ -103,7 +113,7 @@ class _ContainerOps(_Caller):
         if kept is not None and len(kept) < 2 * KEEP:
             add = items[: 2 * KEEP - len(kept)]
             kept.extend(add)
-            self.kept += len(add)
+            self.s.kept += len(add)
 
     def appends(self, target: Any, items: list[Any], pos: int) -> None:
         """APPEND(S)/LIST/ADDITEMS/FROZENSET: add ``items`` to ``target``."""
@@ -127,7 +137,7 @@ class _ContainerOps(_Caller):
                 if not flags & F_CLOSED and v is not target and v.kind not in _SHARED_KINDS:
                     v.flags = flags = flags | F_CLOSED
                     if v.end - v.pos >= 1024 and v.kind in _BOX_KINDS:
-                        self.track_box(v)
+                        self.s.track_box(v)
                         flags = v.flags
                     if flags & F_TRACKED:
                         v.parent = target
@@ -145,7 +155,7 @@ class _ContainerOps(_Caller):
         if kept is not None and len(kept) < KEEP:
             add = items[: KEEP - len(kept)]
             kept.extend(add)
-            self.kept += len(add)
+            self.s.kept += len(add)
 
     def mutate(self, target: _Node, method: str, items: list[Any], pos: int) -> None:
         """SETITEMS/APPENDS/ADDITEMS on something other than a plain container."""
@@ -155,24 +165,24 @@ class _ContainerOps(_Caller):
                 if target.kind == K_GLOBAL and target.info
                 else (target.info if isinstance(target.info, str) else target.label)
             )
-            self.finding(
+            self.s.finding(
                 DANGEROUS,
                 "mutation",
                 f"changes the imported object {name} at load ({method}): a pickle can "
                 "rewire modules, environment variables or search paths this way",
                 pos,
                 name,
-                f"{name}.{method}({self.render_list(items)})",
+                f"{name}.{method}({self.r.render_list(items)})",
             )
-        elif target.var is not None and not self.sketch_full:
+        elif target.var is not None and not self.s.sketch_full:
             if method == "__setitem__":
                 pairs = [
-                    f"{self.render(items[j], 2, True)}: {self.render(items[j + 1], 2, True)}"
+                    f"{self.r.render(items[j], 2, True)}: {self.r.render(items[j + 1], 2, True)}"
                     for j in range(0, min(len(items), 12), 2)
                 ]
                 more = ", …" if len(items) > 12 else ""
-                self.sketch_line(f"{target.var}.update({{{', '.join(pairs)}{more}}})  # @{pos}")
+                self.r.sketch_line(f"{target.var}.update({{{', '.join(pairs)}{more}}})  # @{pos}")
             else:
-                self.sketch_line(
-                    f"{target.var}.{method}([{self.render_list(items, True)}])  # @{pos}"
+                self.r.sketch_line(
+                    f"{target.var}.{method}([{self.r.render_list(items, True)}])  # @{pos}"
                 )

@@ -39,34 +39,40 @@ from serdoctor.diagnostics.inspect.machine._state import _MachineState
 from serdoctor.serialize._sizes import format_size
 
 
-class _Renderer(_MachineState):
-    """Rendering layer of the machine: expressions for stand-ins, the sketch."""
+class _Renderer:
+    """Renders stand-ins as expressions, and keeps the sketch; works on the machine's state."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, s: _MachineState) -> None:
+        """Render over the state ``s``."""
+        self.s = s
 
     def sketch_line(self, line: str) -> None:
-        if len(self.sketch) < MAX_SKETCH:
-            self.sketch.append(line)
+        if len(self.s.sketch) < MAX_SKETCH:
+            self.s.sketch.append(line)
         else:
-            self.sketch_full = True
+            self.s.sketch_full = True
 
     def short(self, target: str) -> str:
         """Sketch name for ``target`` (adds a ``from m import n`` line once)."""
-        name = self.sketch_names.get(target)
+        name = self.s.sketch_names.get(target)
         if name is not None:
             return name
         module, _, attr = target.rpartition(".")
         base = attr or target
         if not module:
-            self.sketch_imports.append(f"import {target}")
-            self.sketch_names[target] = target
+            self.s.sketch_imports.append(f"import {target}")
+            self.s.sketch_names[target] = target
             return target
         local = base.split(".")[-1] if base.isidentifier() else "_obj"
-        used = set(self.sketch_names.values())
+        used = set(self.s.sketch_names.values())
         candidate, k = local, 2
         while candidate in used:
             candidate, k = f"{local}_{k}", k + 1
         alias = "" if candidate == base else f" as {candidate}"
-        self.sketch_imports.append(f"from {module} import {base}{alias}")
-        self.sketch_names[target] = candidate
+        self.s.sketch_imports.append(f"from {module} import {base}{alias}")
+        self.s.sketch_names[target] = candidate
         return candidate
 
     def func_name(self, node: _Node) -> str:
@@ -88,8 +94,8 @@ class _Renderer(_MachineState):
         opname: str,
         pos: int,
     ) -> None:
-        if self.sketch_full or len(self.sketch) >= MAX_SKETCH:
-            self.sketch_full = True
+        if self.s.sketch_full or len(self.s.sketch) >= MAX_SKETCH:
+            self.s.sketch_full = True
             return
         if type(result) is not _Node or result.var is not None:
             return
@@ -100,16 +106,16 @@ class _Renderer(_MachineState):
             text = f"{name}({self.render_args(args, True)})"
         if kwargs is not None:
             text = text[:-1] + f", **{self.render(kwargs, 2, True)})"
-        self.var_count += 1
-        var = f"v{self.var_count}"
+        self.s.var_count += 1
+        var = f"v{self.s.var_count}"
         result.var = var
         note = ""
         if (
-            self.findings
-            and self.findings[-1].offset == pos
-            and self.findings[-1].severity == DANGEROUS
+            self.s.findings
+            and self.s.findings[-1].offset == pos
+            and self.s.findings[-1].severity == DANGEROUS
         ):
-            note = "  # DANGEROUS: " + self.findings[-1].category
+            note = "  # DANGEROUS: " + self.s.findings[-1].category
         self.sketch_line(f"{var} = {text}  # @{pos} {opname}{note}")
 
     # -- rendering ---------------------------------------------------------------
@@ -232,7 +238,7 @@ class _Renderer(_MachineState):
         return f"<{node.label}>"
 
     def read_preview(self, sk: Skipped, limit: int = 80) -> str:
-        data = self.read_at(sk.offset, min(sk.length, limit * 4)) or sk.head
+        data = self.s.read_at(sk.offset, min(sk.length, limit * 4)) or sk.head
         return data.decode("utf-8", "replace")[:limit]
 
 

@@ -191,3 +191,16 @@ def record_call(info: ImportInfo, pos: int, opname: str, text: Callable[[], str]
     info.calls += 1
     if len(info.call_records) < MAX_CALLS_PER_IMPORT:
         info.call_records.append(CallRecord(pos, opname, text()))
+
+
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """One call the machine evaluates: what is called, with what, and where."""
+
+    callee: Any  # the called stand-in
+    norm: str  # its normalized import target, e.g. "builtins.getattr"
+    seq: list[Any] | None  # the positional arguments, when they are a plain tuple
+    args: Any  # the arguments as pushed (a stand-in tuple or node)
+    pos: int  # the opcode's offset
+    opname: str  # REDUCE, NEWOBJ, ...
+    expr: _Expr  # the call as an expression, for findings

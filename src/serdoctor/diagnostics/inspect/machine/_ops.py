@@ -12,7 +12,9 @@ from typing import Any, Final
 from serdoctor.diagnostics.inspect._formats import _guess_format
 from serdoctor.diagnostics.inspect._report import DANGEROUS, INFO, WARNING
 from serdoctor.diagnostics.inspect.machine import _opcodes as op
+from serdoctor.diagnostics.inspect.machine._calls import _Caller
 from serdoctor.diagnostics.inspect.machine._containers import _ContainerOps
+from serdoctor.diagnostics.inspect.machine._expr import _Renderer
 from serdoctor.diagnostics.inspect.machine._nodes import (
     _EMPTY,
     BYTES_LIMIT,
@@ -36,91 +38,101 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
     _type_name,
 )
 from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._state import _MachineState
 
 
-class _OpHandlers(_ContainerOps):
-    """Opcode layer of the machine: ``op_*(arg, pos) -> True after STOP``."""
+class _OpHandlers:
+    """The machine's opcode handlers: ``op_*(arg, pos) -> True after STOP``."""
+
+    __slots__ = ("c", "k", "r", "s")
+
+    def __init__(self, s: _MachineState, r: _Renderer, c: _Caller, k: _ContainerOps) -> None:
+        """Handle opcodes over the state ``s`` with the other parts of the machine."""
+        self.s = s
+        self.r = r
+        self.c = c
+        self.k = k
 
     def _slow(self, code: int, pos: int) -> bool:
         """Handle one opcode whose byte is at ``pos``; True after STOP."""
         kind = op.ARG_KIND[code]
         if kind < 0:
-            hint = _guess_format(code) if pos == self.summary.start else ""
+            hint = _guess_format(code) if pos == self.s.summary.start else ""
             raise PickleFormatError(
                 pos, f"byte 0x{code:02x} ({chr(code)!r}) is not a pickle opcode{hint}"
             )
         proto = op.OPCODE_PROTO[code]
-        if proto > self.max_proto:
-            self.max_proto = proto
-        arg = op.read_arg(self.src, code, pos, STR_LIMIT, BYTES_LIMIT) if kind else None
+        if proto > self.s.max_proto:
+            self.s.max_proto = proto
+        arg = op.read_arg(self.s.src, code, pos, STR_LIMIT, BYTES_LIMIT) if kind else None
         handler = _HANDLERS.get(code)
         if handler is not None:
             return bool(handler(self, arg, pos))
-        self.push_literal(code, arg, pos)
+        self.k.push_literal(code, arg, pos)
         return False
 
     def op_proto(self, arg: Any, pos: int) -> bool:
         if arg > op.HIGHEST_PROTOCOL:
             raise PickleFormatError(pos, f"unsupported pickle protocol: {arg}", "PROTO")
-        self.proto = arg
-        if self.summary.declared_protocol is None:
-            self.summary.declared_protocol = arg
+        self.s.proto = arg
+        if self.s.summary.declared_protocol is None:
+            self.s.summary.declared_protocol = arg
         return False
 
     def op_frame(self, arg: Any, pos: int) -> bool:
-        op.check_frame(self.src, pos, arg)
-        self.summary.frames += 1
+        op.check_frame(self.s.src, pos, arg)
+        self.s.summary.frames += 1
         return False
 
     def op_stop(self, arg: Any, pos: int) -> bool:
-        value = self.pop(pos, "STOP")
+        value = self.s.pop(pos, "STOP")
         if type(value) is _Node:
             if not value.flags & F_CLOSED:
                 value.ktype = KT_ROOT
-                value.key = self.summary.index
-            self.summary.max_depth = value.depth
+                value.key = self.s.summary.index
+            self.s.summary.max_depth = value.depth
         elif type(value) is tuple and value:
-            self.summary.max_depth = 1
+            self.s.summary.max_depth = 1
         root = _type_name(value)
         if type(value) is _Node and value.kind == K_OBJ:
             made = value.info
             if not (isinstance(made, _Call) and made.opcode in ("NEWOBJ", "NEWOBJ_EX")):
                 root = f"{root}(…)"  # what a call returned
-        self.summary.root = root
-        self.sketch_line(f"result = {self.render(value, 3, sketch=True)}")
+        self.s.summary.root = root
+        self.r.sketch_line(f"result = {self.r.render(value, 3, sketch=True)}")
         return True
 
     def op_pop(self, arg: Any, pos: int) -> bool:
-        if self.marks and self.marks[-1] == len(self.stack):
-            self.marks.pop()
+        if self.s.marks and self.s.marks[-1] == len(self.s.stack):
+            self.s.marks.pop()
             return False
-        self.pop(pos, "POP")
+        self.s.pop(pos, "POP")
         return False
 
     def op_dup(self, arg: Any, pos: int) -> bool:
-        if len(self.stack) <= self.fence():
-            raise self.underflow(pos, "DUP")
-        self.stack.append(self.stack[-1])
+        if len(self.s.stack) <= self.s.fence():
+            raise self.s.underflow(pos, "DUP")
+        self.s.stack.append(self.s.stack[-1])
         return False
 
     def op_pop_mark(self, arg: Any, pos: int) -> bool:
-        k = self.pop_mark(pos, "POP_MARK")
-        del self.stack[k:]
+        k = self.s.pop_mark(pos, "POP_MARK")
+        del self.s.stack[k:]
         return False
 
     def op_mark_collect(self, pos: int, name: str) -> tuple[list[Any], int]:
-        k = self.pop_mark(pos, name)
+        k = self.s.pop_mark(pos, name)
         start = pos
-        items = self.stack[k:]
-        del self.stack[k:]
+        items = self.s.stack[k:]
+        del self.s.stack[k:]
         return items, start
 
     def op_list(self, arg: Any, pos: int) -> bool:
         start = pos
         items, _ = self.op_mark_collect(pos, "LIST")
-        node = self.container(K_LIST, start)
-        self.stack.append(node)
-        self.appends(node, items, pos)
+        node = self.s.container(K_LIST, start)
+        self.s.stack.append(node)
+        self.k.appends(node, items, pos)
         return False
 
     def op_dict(self, arg: Any, pos: int) -> bool:
@@ -128,140 +140,140 @@ class _OpHandlers(_ContainerOps):
         items, _ = self.op_mark_collect(pos, "DICT")
         if len(items) & 1:
             raise PickleFormatError(pos, "odd number of items for DICT", "DICT")
-        node = self.container(K_DICT, start)
-        self.stack.append(node)
-        self.setitems(node, items, pos)
+        node = self.s.container(K_DICT, start)
+        self.s.stack.append(node)
+        self.k.setitems(node, items, pos)
         return False
 
     def op_tuple(self, arg: Any, pos: int) -> bool:
         items, _ = self.op_mark_collect(pos, "TUPLE")
-        self.stack.append(self.tuple_of(items, pos))
+        self.s.stack.append(self.s.tuple_of(items, pos))
         return False
 
     def op_empty_set(self, arg: Any, pos: int) -> bool:
-        self.stack.append(self.container(K_SET, pos))
+        self.s.stack.append(self.s.container(K_SET, pos))
         return False
 
     def op_additems(self, arg: Any, pos: int) -> bool:
         items, _ = self.op_mark_collect(pos, "ADDITEMS")
-        if not self.stack:
-            raise self.underflow(pos, "ADDITEMS")
-        target = self.stack[-1]
+        if not self.s.stack:
+            raise self.s.underflow(pos, "ADDITEMS")
+        target = self.s.stack[-1]
         if type(target) is _Node and target.kind in (K_GLOBAL, K_REF):
-            self.mutate(target, "add", items, pos)
+            self.k.mutate(target, "add", items, pos)
             return False
-        self.appends(target, items, pos)  # a set, or an object with .add
+        self.k.appends(target, items, pos)  # a set, or an object with .add
         return False
 
     def op_frozenset(self, arg: Any, pos: int) -> bool:
         start = pos
         items, _ = self.op_mark_collect(pos, "FROZENSET")
-        node = self.container(K_FROZENSET, start)
+        node = self.s.container(K_FROZENSET, start)
         node.kind = K_SET
-        self.appends(node, items, pos)
+        self.k.appends(node, items, pos)
         node.kind = K_FROZENSET
         node.label = "frozenset"
-        self.stack.append(node)
+        self.s.stack.append(node)
         return False
 
     def op_get(self, arg: Any, pos: int) -> bool:
         if arg < 0:
             raise PickleFormatError(pos, f"memo value not found at index {arg}", "GET")
-        self.stack.append(self.memo_get(arg, pos, "GET"))
+        self.s.stack.append(self.s.memo_get(arg, pos, "GET"))
         return False
 
     def op_binget(self, arg: Any, pos: int) -> bool:
-        self.stack.append(self.memo_get(arg, pos, "BINGET"))
+        self.s.stack.append(self.s.memo_get(arg, pos, "BINGET"))
         return False
 
     def op_put(self, arg: Any, pos: int) -> bool:
         if arg < 0:
             raise PickleFormatError(pos, "negative PUT argument", "PUT")
-        if len(self.stack) <= self.fence():
-            raise self.underflow(pos, "PUT")
-        self.memo_put(arg, self.stack[-1])
+        if len(self.s.stack) <= self.s.fence():
+            raise self.s.underflow(pos, "PUT")
+        self.s.memo_put(arg, self.s.stack[-1])
         return False
 
     def op_memoize(self, arg: Any, pos: int) -> bool:
-        if len(self.stack) <= self.fence():
-            raise self.underflow(pos, "MEMOIZE")
-        self.memo_put(self.memo_base + len(self.memo) + len(self.sparse), self.stack[-1])
+        if len(self.s.stack) <= self.s.fence():
+            raise self.s.underflow(pos, "MEMOIZE")
+        self.s.memo_put(self.s.memo_base + len(self.s.memo) + len(self.s.sparse), self.s.stack[-1])
         return False
 
     def op_mark(self, arg: Any, pos: int) -> bool:
-        self.marks.append(len(self.stack))
+        self.s.marks.append(len(self.s.stack))
         return False
 
     def op_empty_dict(self, arg: Any, pos: int) -> bool:
-        self.stack.append(self.container(K_DICT, pos))
+        self.s.stack.append(self.s.container(K_DICT, pos))
         return False
 
     def op_empty_list(self, arg: Any, pos: int) -> bool:
-        self.stack.append(self.container(K_LIST, pos))
+        self.s.stack.append(self.s.container(K_LIST, pos))
         return False
 
     def op_empty_tuple(self, arg: Any, pos: int) -> bool:
-        self.stack.append(_EMPTY)
+        self.s.stack.append(_EMPTY)
         return False
 
     def op_tuple_n(self, n: int, pos: int) -> bool:
-        if len(self.stack) - n < self.fence():
-            raise self.underflow(pos, f"TUPLE{n}")
-        items = self.stack[len(self.stack) - n :]
-        del self.stack[len(self.stack) - n :]
-        self.stack.append(self.tuple_of(items, pos))
+        if len(self.s.stack) - n < self.s.fence():
+            raise self.s.underflow(pos, f"TUPLE{n}")
+        items = self.s.stack[len(self.s.stack) - n :]
+        del self.s.stack[len(self.s.stack) - n :]
+        self.s.stack.append(self.s.tuple_of(items, pos))
         return False
 
     def op_setitems(self, arg: Any, pos: int) -> bool:
-        k = self.pop_mark(pos, "SETITEMS")
-        items = self.stack[k:]
-        del self.stack[k:]
+        k = self.s.pop_mark(pos, "SETITEMS")
+        items = self.s.stack[k:]
+        del self.s.stack[k:]
         if len(items) & 1:
             raise PickleFormatError(pos, "odd number of items for SETITEMS", "SETITEMS")
         if k <= 0:
-            raise self.underflow(pos, "SETITEMS")
-        self.setitems(self.stack[-1], items, pos)
+            raise self.s.underflow(pos, "SETITEMS")
+        self.k.setitems(self.s.stack[-1], items, pos)
         return False
 
     def op_setitem(self, arg: Any, pos: int) -> bool:
-        if len(self.stack) < 3:
-            raise self.underflow(pos, "SETITEM")
-        items = self.stack[-2:]
-        del self.stack[-2:]
-        self.setitems(self.stack[-1], items, pos)
+        if len(self.s.stack) < 3:
+            raise self.s.underflow(pos, "SETITEM")
+        items = self.s.stack[-2:]
+        del self.s.stack[-2:]
+        self.k.setitems(self.s.stack[-1], items, pos)
         return False
 
     def op_appends(self, arg: Any, pos: int) -> bool:
-        k = self.pop_mark(pos, "APPENDS")
-        items = self.stack[k:]
-        del self.stack[k:]
+        k = self.s.pop_mark(pos, "APPENDS")
+        items = self.s.stack[k:]
+        del self.s.stack[k:]
         if k <= 0:
-            raise self.underflow(pos, "APPENDS")
-        self.appends(self.stack[-1], items, pos)
+            raise self.s.underflow(pos, "APPENDS")
+        self.k.appends(self.s.stack[-1], items, pos)
         return False
 
     def op_append(self, arg: Any, pos: int) -> bool:
-        if len(self.stack) - 1 <= self.fence() or len(self.stack) < 2:
-            raise self.underflow(pos, "APPEND")
-        v = self.stack.pop()
-        self.appends(self.stack[-1], [v], pos)
+        if len(self.s.stack) - 1 <= self.s.fence() or len(self.s.stack) < 2:
+            raise self.s.underflow(pos, "APPEND")
+        v = self.s.stack.pop()
+        self.k.appends(self.s.stack[-1], [v], pos)
         return False
 
     def op_next_buffer(self, arg: Any, pos: int) -> bool:
         node = _Node(K_BUFFER, "PickleBuffer (out-of-band)", pos)
-        node.info = self.buffer_index
-        sizes = self.buffer_sizes
-        if sizes is not None and self.buffer_index < len(sizes):
-            node.size = sizes[self.buffer_index]
-        self.buffer_index += 1
-        self.summary.out_of_band_buffers += 1
-        self.track_leaf(node)
-        self.stack.append(node)
+        node.info = self.s.buffer_index
+        sizes = self.s.buffer_sizes
+        if sizes is not None and self.s.buffer_index < len(sizes):
+            node.size = sizes[self.s.buffer_index]
+        self.s.buffer_index += 1
+        self.s.summary.out_of_band_buffers += 1
+        self.s.track_leaf(node)
+        self.s.stack.append(node)
         return False
 
     def op_readonly_buffer(self, arg: Any, pos: int) -> bool:
-        if len(self.stack) <= self.fence():
-            raise self.underflow(pos, "READONLY_BUFFER")
+        if len(self.s.stack) <= self.s.fence():
+            raise self.s.underflow(pos, "READONLY_BUFFER")
         return False
 
     def op_persid(self, arg: Any, pos: int) -> bool:
@@ -269,27 +281,27 @@ class _OpHandlers(_ContainerOps):
         return False
 
     def op_binpersid(self, arg: Any, pos: int) -> bool:
-        self.persistent(self.pop(pos, "BINPERSID"), pos)
+        self.persistent(self.s.pop(pos, "BINPERSID"), pos)
         return False
 
     def persistent(self, pid: Any, pos: int) -> None:
-        self.persids += 1
-        self.summary.persistent_ids += 1
+        self.s.persids += 1
+        self.s.summary.persistent_ids += 1
         node = _Node(K_PERSID, "persistent object", pos)
         node.info = pid
         node.flags = F_KEEP
         if type(pid) is _Node:
-            self.attach(node, pid, None, KT_ARGS)
-        self.stack.append(node)
-        if self.persids == 1 and not self.envelope_persistent:
-            self.finding(
+            self.s.attach(node, pid, None, KT_ARGS)
+        self.s.stack.append(node)
+        if self.s.persids == 1 and not self.s.envelope_persistent:
+            self.s.finding(
                 INFO,
                 "persistent-id",
                 "refers to persistent IDs: only an Unpickler whose persistent_load "
                 "resolves them can load this (plain pickle.load raises)",
                 pos,
                 None,
-                f"persistent_load({self.render(pid, 2)})",
+                f"persistent_load({self.r.render(pid, 2)})",
             )
 
     def op_ext(self, arg: Any, pos: int) -> bool:
@@ -301,13 +313,13 @@ class _OpHandlers(_ContainerOps):
         key = registry.get(arg)  # a plain dict read
         if key is not None:
             module, name = key
-            self.stack.append(self.import_global(module, name, pos, f"EXT code {arg}"))
+            self.s.stack.append(self.s.import_global(module, name, pos, f"EXT code {arg}"))
             return False
-        self.ext_codes.append(arg)
+        self.s.ext_codes.append(arg)
         node = _Node(K_GLOBAL, f"<extension code {arg}>", pos)
         node.flags = F_KEEP | F_UNRESOLVED
-        self.stack.append(node)
-        self.finding(
+        self.s.stack.append(node)
+        self.s.finding(
             WARNING,
             "extension-code",
             f"uses copyreg extension code {arg}, which is not registered here: loading "
@@ -319,17 +331,17 @@ class _OpHandlers(_ContainerOps):
 
     def op_global(self, arg: Any, pos: int) -> bool:
         module, name = arg
-        self.stack.append(self.import_global(module, name, pos, "GLOBAL"))
+        self.s.stack.append(self.s.import_global(module, name, pos, "GLOBAL"))
         return False
 
     def op_stack_global(self, arg: Any, pos: int) -> bool:
-        name = self.pop(pos, "STACK_GLOBAL")
-        module = self.pop(pos, "STACK_GLOBAL")
+        name = self.s.pop(pos, "STACK_GLOBAL")
+        module = self.s.pop(pos, "STACK_GLOBAL")
         if type(module) is str and type(name) is str:
-            self.stack.append(self.import_global(module, name, pos, "STACK_GLOBAL"))
+            self.s.stack.append(self.s.import_global(module, name, pos, "STACK_GLOBAL"))
             return False
-        expr = f"find_class({self.render(module, 3)}, {self.render(name, 3)})"
-        self.finding(
+        expr = f"find_class({self.r.render(module, 3)}, {self.r.render(name, 3)})"
+        self.s.finding(
             DANGEROUS,
             "computed-global",
             "looks up a global whose module or name is computed at load time "
@@ -342,53 +354,53 @@ class _OpHandlers(_ContainerOps):
         node = _Node(K_GLOBAL, "<computed global>", pos)
         node.flags = F_KEEP | F_UNRESOLVED
         node.info = None
-        self.stack.append(node)
+        self.s.stack.append(node)
         return False
 
     def op_reduce(self, arg: Any, pos: int) -> bool:
-        args = self.pop(pos, "REDUCE")
-        callee = self.pop(pos, "REDUCE")
-        self.stack.append(self.call(callee, args, None, pos, "REDUCE"))
+        args = self.s.pop(pos, "REDUCE")
+        callee = self.s.pop(pos, "REDUCE")
+        self.s.stack.append(self.c.call(callee, args, None, pos, "REDUCE"))
         return False
 
     def op_newobj(self, arg: Any, pos: int) -> bool:
-        args = self.pop(pos, "NEWOBJ")
-        cls = self.pop(pos, "NEWOBJ")
-        self.stack.append(self.call(cls, args, None, pos, "NEWOBJ"))
+        args = self.s.pop(pos, "NEWOBJ")
+        cls = self.s.pop(pos, "NEWOBJ")
+        self.s.stack.append(self.c.call(cls, args, None, pos, "NEWOBJ"))
         return False
 
     def op_newobj_ex(self, arg: Any, pos: int) -> bool:
-        kwargs = self.pop(pos, "NEWOBJ_EX")
-        args = self.pop(pos, "NEWOBJ_EX")
-        cls = self.pop(pos, "NEWOBJ_EX")
-        self.stack.append(self.call(cls, args, kwargs, pos, "NEWOBJ_EX"))
+        kwargs = self.s.pop(pos, "NEWOBJ_EX")
+        args = self.s.pop(pos, "NEWOBJ_EX")
+        cls = self.s.pop(pos, "NEWOBJ_EX")
+        self.s.stack.append(self.c.call(cls, args, kwargs, pos, "NEWOBJ_EX"))
         return False
 
     def op_inst(self, arg: Any, pos: int) -> bool:
         module, name = arg
         items, _ = self.op_mark_collect(pos, "INST")
-        cls = self.import_global(module, name, pos, "INST")
-        args = self.tuple_of(items, pos)
-        self.stack.append(self.call(cls, args, None, pos, "INST"))
+        cls = self.s.import_global(module, name, pos, "INST")
+        args = self.s.tuple_of(items, pos)
+        self.s.stack.append(self.c.call(cls, args, None, pos, "INST"))
         return False
 
     def op_obj(self, arg: Any, pos: int) -> bool:
-        k = self.pop_mark(pos, "OBJ")
-        items = self.stack[k:]
-        del self.stack[k:]
+        k = self.s.pop_mark(pos, "OBJ")
+        items = self.s.stack[k:]
+        del self.s.stack[k:]
         if not items:
-            raise self.underflow(pos, "OBJ")
+            raise self.s.underflow(pos, "OBJ")
         cls = items[0]
-        args = self.tuple_of(items[1:], pos)
-        self.stack.append(self.call(cls, args, None, pos, "OBJ"))
+        args = self.s.tuple_of(items[1:], pos)
+        self.s.stack.append(self.c.call(cls, args, None, pos, "OBJ"))
         return False
 
     def op_build(self, arg: Any, pos: int) -> bool:
-        if len(self.stack) - 2 < self.fence():
-            raise self.underflow(pos, "BUILD")
-        state = self.stack.pop()
-        target = self.stack[-1]
-        self.build(target, state, pos)
+        if len(self.s.stack) - 2 < self.s.fence():
+            raise self.s.underflow(pos, "BUILD")
+        state = self.s.stack.pop()
+        target = self.s.stack[-1]
+        self.c.build(target, state, pos)
         return False
 
 

@@ -4,8 +4,10 @@
 (streamed in chunks). The frequent opcodes are handled inline in
 :meth:`_Machine._loop` with the state held in locals (this loop is what makes
 inspection faster than ``pickletools.dis``); every other opcode goes through
-the slow path of :mod:`machine._ops`. The layers it inherits from hold the
-rest: state and memo, rendering, calls, containers, opcode handlers.
+the slow path of :mod:`machine._ops`. The machine holds its parts rather than
+inheriting them: the state (``s``), the renderer (``r``), the call evaluator
+(``c``), the container operations (``k``) and the opcode handlers (``o``), each
+given the parts it uses when it is made.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import sys
 
 from serdoctor.diagnostics.inspect._report import PickleSummary
 from serdoctor.diagnostics.inspect.machine import _opcodes as op
+from serdoctor.diagnostics.inspect.machine._calls import _Caller
+from serdoctor.diagnostics.inspect.machine._containers import _ContainerOps
+from serdoctor.diagnostics.inspect.machine._expr import _Renderer
 from serdoctor.diagnostics.inspect.machine._nodes import (
     _BOX_KINDS,
     _EMPTY,
@@ -29,8 +34,10 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
     STR_LIMIT,
     _Node,
 )
-from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError
+from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError, Source
 from serdoctor.diagnostics.inspect.machine._ops import _OpHandlers
+from serdoctor.diagnostics.inspect.machine._special import _SPECIAL
+from serdoctor.diagnostics.inspect.machine._state import _MachineState
 
 _unpack_f8 = struct.Struct(">d").unpack_from
 _unpack_i4 = struct.Struct("<i").unpack_from
@@ -38,32 +45,45 @@ _unpack_u4 = struct.Struct("<I").unpack_from
 _unpack_u8 = struct.Struct("<Q").unpack_from
 
 
-class _Machine(_OpHandlers):
+class _Machine:
     """Simulates the C unpickler over stand-in values (never builds real objects)."""
+
+    def __init__(self, src: Source, *, buffers: list[int] | None = None) -> None:
+        """A machine over ``src``: its state, and the parts that work on it.
+
+        Composition, not inheritance: ``s`` holds the stack, memo and findings;
+        ``r`` renders stand-ins, ``c`` evaluates calls, ``k`` fills containers and
+        ``o`` handles the opcodes the loop below does not inline.
+        """
+        self.s = s = _MachineState(src, buffers=buffers, special=_SPECIAL)
+        self.r = r = _Renderer(s)
+        self.c = c = _Caller(s, r, _SPECIAL)
+        self.k = k = _ContainerOps(s, r, c)
+        self.o = _OpHandlers(s, r, c, k)
 
     def run_pickle(self, index: int) -> PickleSummary:
         """Simulate one pickle from the source's cursor through its STOP."""
-        src = self.src
-        self.stack = []
-        self.marks = []
-        self.memo = []
-        self.memo_base = 0
-        self.old_kept = {}
-        self.sparse = {}
-        self.pinned = set()
-        self.proto = 0
-        self.max_proto = 0
+        src = self.s.src
+        self.s.stack = []
+        self.s.marks = []
+        self.s.memo = []
+        self.s.memo_base = 0
+        self.s.old_kept = {}
+        self.s.sparse = {}
+        self.s.pinned = set()
+        self.s.proto = 0
+        self.s.max_proto = 0
         summary = PickleSummary(index, src.pos)
-        self.summary = summary
-        self.pickle_count += 1
-        if len(self.pickles) < MAX_PICKLES:  # the rest only count in the totals
-            self.pickles.append(summary)
+        self.s.summary = summary
+        self.s.pickle_count += 1
+        if len(self.s.pickles) < MAX_PICKLES:  # the rest only count in the totals
+            self.s.pickles.append(summary)
         try:
             self._loop(summary)
         finally:
-            summary.memo_entries = self.memo_base + len(self.memo) + len(self.sparse)
-            summary.protocol = max(self.max_proto, summary.declared_protocol or 0)
-            totals = self.totals
+            summary.memo_entries = self.s.memo_base + len(self.s.memo) + len(self.s.sparse)
+            summary.protocol = max(self.s.max_proto, summary.declared_protocol or 0)
+            totals = self.s.totals
             totals["max_depth"] = max(totals["max_depth"], summary.max_depth)
             totals["memo_entries"] += summary.memo_entries
             totals["out_of_band_buffers"] += summary.out_of_band_buffers
@@ -74,17 +94,17 @@ class _Machine(_OpHandlers):
 
     def _loop(self, summary: PickleSummary) -> None:
         """Run opcodes until STOP: frequent ones inline, the rest through :meth:`_slow`."""
-        src = self.src
-        stack = self.stack
+        src = self.s.src
+        stack = self.s.stack
         push = stack.append
-        marks = self.marks
-        memo = self.memo
+        marks = self.s.marks
+        memo = self.s.memo
         memo_append = memo.append
-        sparse = self.sparse
-        pinned = self.pinned
+        sparse = self.s.sparse
+        pinned = self.s.pinned
         pin = pinned.add
-        memo_base = self.memo_base
-        old_kept = self.old_kept
+        memo_base = self.s.memo_base
+        old_kept = self.s.old_kept
         spill_at = 2 * MEMO_WINDOW
         Node = _Node
         kd = K_DICT
@@ -121,7 +141,7 @@ class _Machine(_OpHandlers):
                             code = buf[i]
                             nops += 1
                             src.i = i + 1
-                            if self._slow(code, base + i):
+                            if self.o._slow(code, base + i):
                                 return
                             buf = src.buf
                             i = src.i
@@ -129,7 +149,7 @@ class _Machine(_OpHandlers):
                             n = len(buf)
                             safe = n - 32
                             fence = marks[-1] if marks else 0
-                            memo_base = self.memo_base
+                            memo_base = self.s.memo_base
                             room = spill_at - len(memo)
                             continue
                     code = buf[i]
@@ -152,7 +172,7 @@ class _Machine(_OpHandlers):
                         e = i + 2 + buf[i + 1]
                         if e > n:
                             src.i = i + 1
-                            self._slow(code, base + i)
+                            self.o._slow(code, base + i)
                             buf = src.buf
                             i = src.i
                             base = src.base
@@ -168,8 +188,8 @@ class _Machine(_OpHandlers):
                             i += 1
                             room -= 1
                             if not room:
-                                self.spill()
-                                memo_base = self.memo_base
+                                self.s.spill()
+                                memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
                     elif code == 0x4B:  # BININT1
                         push(buf[i + 1])
@@ -184,17 +204,17 @@ class _Machine(_OpHandlers):
                         k = marks.pop()
                         fence = marks[-1] if marks else 0
                         if k <= 0:
-                            raise self.underflow(base + i, "SETITEMS")
+                            raise self.s.underflow(base + i, "SETITEMS")
                         items = stack[k:]
                         del stack[k:]
                         if len(items) & 1:
                             raise PickleFormatError(
                                 base + i, "odd number of items for SETITEMS", "SETITEMS"
                             )
-                        self.setitems(stack[-1], items, base + i)
+                        self.k.setitems(stack[-1], items, base + i)
                         i += 1
                     elif code == 0x7D:  # EMPTY_DICT
-                        v = Node(kd, kd, base + i, [] if self.kept < KEEP_BUDGET else None)
+                        v = Node(kd, kd, base + i, [] if self.s.kept < KEEP_BUDGET else None)
                         push(v)
                         i += 1
                         if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
@@ -203,8 +223,8 @@ class _Machine(_OpHandlers):
                             i += 1
                             room -= 1
                             if not room:
-                                self.spill()
-                                memo_base = self.memo_base
+                                self.s.spill()
+                                memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
                             if buf[i] == 0x28:  # and MARK after that
                                 fence = len(stack)
@@ -220,7 +240,7 @@ class _Machine(_OpHandlers):
                         k = marks.pop()
                         fence = marks[-1] if marks else 0
                         if k <= 0:
-                            raise self.underflow(base + i, "APPENDS")
+                            raise self.s.underflow(base + i, "APPENDS")
                         items = stack[k:]
                         del stack[k:]
                         d = stack[-1]
@@ -231,14 +251,14 @@ class _Machine(_OpHandlers):
                             if kept is not None and len(kept) < KEEP:
                                 add = items[: KEEP - len(kept)]
                                 kept.extend(add)
-                                self.kept += len(add)
+                                self.s.kept += len(add)
                             if d.depth < 2 and tuple in map(type, items):
                                 d.depth = 2
                         else:
-                            self.appends(d, items, base + i)
+                            self.k.appends(d, items, base + i)
                         i += 1
                     elif code == 0x5D:  # EMPTY_LIST
-                        v = Node(kl, kl, base + i, [] if self.kept < KEEP_BUDGET else None)
+                        v = Node(kl, kl, base + i, [] if self.s.kept < KEEP_BUDGET else None)
                         push(v)
                         i += 1
                         if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
@@ -247,8 +267,8 @@ class _Machine(_OpHandlers):
                             i += 1
                             room -= 1
                             if not room:
-                                self.spill()
-                                memo_base = self.memo_base
+                                self.s.spill()
+                                memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
                             if buf[i] == 0x28:  # and MARK after that
                                 fence = len(stack)
@@ -257,15 +277,15 @@ class _Machine(_OpHandlers):
                                 i += 1
                     elif code == 0x94:  # MEMOIZE
                         if len(stack) <= fence:
-                            raise self.underflow(base + i, "MEMOIZE")
+                            raise self.s.underflow(base + i, "MEMOIZE")
                         if sparse:
-                            self.memo_put(memo_base + len(memo) + len(sparse), stack[-1])
+                            self.s.memo_put(memo_base + len(memo) + len(sparse), stack[-1])
                         else:
                             memo_append(stack[-1])
                             room -= 1
                             if not room:
-                                self.spill()
-                                memo_base = self.memo_base
+                                self.s.spill()
+                                memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
                         i += 1
                     elif code == 0x4A:  # BININT
@@ -277,10 +297,10 @@ class _Machine(_OpHandlers):
                     elif 0x85 <= code <= 0x87:  # TUPLE1/2/3
                         k = len(stack) - code + 0x84
                         if k < fence:
-                            raise self.underflow(base + i, op.OPCODE_NAMES[code] or "TUPLE")
+                            raise self.s.underflow(base + i, op.OPCODE_NAMES[code] or "TUPLE")
                         items = stack[k:]
                         del stack[k:]
-                        v = self.tuple_of(items, base + i)
+                        v = self.s.tuple_of(items, base + i)
                         push(v)
                         i += 1
                         if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
@@ -289,14 +309,14 @@ class _Machine(_OpHandlers):
                             i += 1
                             room -= 1
                             if not room:
-                                self.spill()
-                                memo_base = self.memo_base
+                                self.s.spill()
+                                memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
                     elif code == 0x52:  # REDUCE
                         if len(stack) - 2 < fence:
-                            raise self.underflow(base + i, "REDUCE")
+                            raise self.s.underflow(base + i, "REDUCE")
                         args = stack.pop()
-                        v = self.call(stack.pop(), args, None, base + i, "REDUCE")
+                        v = self.c.call(stack.pop(), args, None, base + i, "REDUCE")
                         push(v)
                         i += 1
                         if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
@@ -305,8 +325,8 @@ class _Machine(_OpHandlers):
                             i += 1
                             room -= 1
                             if not room:
-                                self.spill()
-                                memo_base = self.memo_base
+                                self.s.spill()
+                                memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
                     elif code == 0x4E:  # NONE
                         push(None)
@@ -329,7 +349,7 @@ class _Machine(_OpHandlers):
                         e = i + 5 + unpack_u4(buf, i + 1)[0]
                         if e > n or e - i > STR_LIMIT + 5:
                             src.i = i + 1
-                            self._slow(code, base + i)
+                            self.o._slow(code, base + i)
                             buf = src.buf
                             i = src.i
                             base = src.base
@@ -349,16 +369,16 @@ class _Machine(_OpHandlers):
                         i += 1
                     elif code == 0x71:  # BINPUT
                         if len(stack) <= fence:
-                            raise self.underflow(base + i, "BINPUT")
-                        self.memo_put(buf[i + 1], stack[-1])
-                        memo_base = self.memo_base
+                            raise self.s.underflow(base + i, "BINPUT")
+                        self.s.memo_put(buf[i + 1], stack[-1])
+                        memo_base = self.s.memo_base
                         room = spill_at - len(memo)
                         i += 2
                     elif code == 0x43:  # SHORT_BINBYTES
                         e = i + 2 + buf[i + 1]
                         if e > n:
                             src.i = i + 1
-                            self._slow(code, base + i)
+                            self.o._slow(code, base + i)
                             buf = src.buf
                             i = src.i
                             base = src.base
@@ -374,8 +394,8 @@ class _Machine(_OpHandlers):
                             i += 1
                             room -= 1
                             if not room:
-                                self.spill()
-                                memo_base = self.memo_base
+                                self.s.spill()
+                                memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
                     elif code == 0x95:  # FRAME
                         ln = _unpack_u8(buf, i + 1)[0]
@@ -393,7 +413,7 @@ class _Machine(_OpHandlers):
                         safe = n - 32
                     else:
                         src.i = i + 1
-                        if self._slow(code, base + i):
+                        if self.o._slow(code, base + i):
                             return
                         buf = src.buf
                         i = src.i
@@ -401,7 +421,7 @@ class _Machine(_OpHandlers):
                         n = len(buf)
                         safe = n - 32
                         fence = marks[-1] if marks else 0
-                        memo_base = self.memo_base
+                        memo_base = self.s.memo_base
                         room = spill_at - len(memo)
             except IndexError:
                 src.i = i
@@ -409,7 +429,7 @@ class _Machine(_OpHandlers):
                 code = buf[i] if i < len(buf) else -1
                 if code in (0x68, 0x6A):
                     idx = buf[i + 1] if code == 0x68 else unpack_u4(buf, i + 1)[0]
-                    if idx in self.sparse:
+                    if idx in self.s.sparse:
                         push(sparse[idx])
                         src.i = i + (2 if code == 0x68 else 5)
                         continue
@@ -419,7 +439,7 @@ class _Machine(_OpHandlers):
                         op.OPCODE_NAMES[code],
                     ) from None
                 name = op.OPCODE_NAMES[code] if code >= 0 else None
-                raise self.underflow(pos, name or "?") from None
+                raise self.s.underflow(pos, name or "?") from None
             except UnicodeDecodeError as exc:
                 raise PickleFormatError(
                     base + i,

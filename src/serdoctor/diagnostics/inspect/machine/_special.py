@@ -3,8 +3,9 @@
 ``getattr``/``getitem`` chains, module imports hidden in cloudpickle and dill
 helpers, and the by-value machinery of cloudpickle, dill and serdoctor (code
 objects, functions, classes, cells, setstate helpers). Each handler gets the
-call's parts and returns the result's stand-in, or ``None`` to fall back to
-the generic call evaluation. ``_SPECIAL`` maps normalized targets to them.
+call site (:class:`CallSite`) and returns the result's stand-in, or ``None``
+to fall back to the generic call evaluation. ``_SPECIAL`` maps normalized
+targets to them.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
     K_GLOBAL,
     K_REF,
     MAX_BY_VALUE,
+    CallSite,
     _ByValue,
     _Call,
-    _Expr,
     _Node,
     _seq,
     _text,
@@ -35,6 +36,7 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
 
 if TYPE_CHECKING:
     from serdoctor.diagnostics.inspect.machine._calls import _Caller
+
 
 _CLOUDPICKLE: Final = "cloudpickle.cloudpickle."
 _SERDOCTOR_CODE: Final = "serdoctor.serialize._code."
@@ -60,57 +62,44 @@ _DILL_TYPE_NAMES: Final = {
 
 def _sp_getattr(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    if not seq or len(seq) < 2:
+    if not site.seq or len(site.seq) < 2:
         return None
-    return m.attribute(seq[0], seq[1], pos)
+    return m.attribute(site.seq[0], site.seq[1], site.pos)
 
 
 def _sp_dill_get_attr(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    return _sp_getattr(m, callee, norm, seq, args, pos, opname, expr)
+    return _sp_getattr(m, site)
 
 
 def _sp_getitem(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
     """``operator.getitem(sys.modules, 'os')`` / ``getitem(mod.__dict__, 'x')``."""
-    if not seq or len(seq) < 2:
+    if not site.seq or len(site.seq) < 2:
         return None
-    base = m.target_of(seq[0])
-    key = seq[1]
+    base = m.target_of(site.seq[0])
+    key = site.seq[1]
     if base is None or type(key) is not str:
         return None
     if base in ("sys.modules",):
-        node = _module_ref(m, key, pos, "sys.modules")
-        m.finding(
-            DANGEROUS, "import", f"fetches module {key} from sys.modules at load", pos, key, expr
+        node = _module_ref(m, key, site.pos, "sys.modules")
+        m.s.finding(
+            DANGEROUS,
+            "import",
+            f"fetches module {key} from sys.modules at load",
+            site.pos,
+            key,
+            site.expr,
         )
         return node
     if base.endswith(".__dict__") or base.endswith(".__builtins__"):
-        return m.attribute(_ref(m, base.rsplit(".", 1)[0], pos), key, pos)
+        return m.attribute(_ref(m, base.rsplit(".", 1)[0], site.pos), key, site.pos)
     return None
 
 
@@ -125,16 +114,16 @@ def _module_ref(m: _Caller, module: Any, pos: int, via: str) -> _Node:
     if type(module) is not str:
         node = _Node(K_REF, "<computed module>", pos)
         node.flags = F_KEEP | F_UNRESOLVED | F_MODULE
-        m.finding(
+        m.s.finding(
             DANGEROUS,
             "import",
             f"imports a module whose name is computed at load time ({via})",
             pos,
             None,
-            f"{via}({m.render(module, 2)})",
+            f"{via}({m.r.render(module, 2)})",
         )
         return node
-    m.import_global(module, "", pos, via)
+    m.s.import_global(module, "", pos, via)
     node = _Node(K_REF, module, pos)
     node.info = module
     node.flags = F_KEEP | F_MODULE
@@ -143,58 +132,52 @@ def _module_ref(m: _Caller, module: Any, pos: int, via: str) -> _Node:
 
 def _sp_subimport(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    if not seq:
+    if not site.seq:
         return None
-    return _module_ref(m, seq[0], pos, norm.rsplit(".", 1)[-1])
+    return _module_ref(m, site.seq[0], site.pos, site.norm.rsplit(".", 1)[-1])
 
 
 def _sp_import(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
     """``__import__``/``importlib.import_module``: dangerous, but resolve the module."""
-    danger = _danger(norm) or ("import", "imports a module chosen by the pickle")
-    m.finding(DANGEROUS, danger[0], f"calls {norm} at load: {danger[1]}", pos, norm, expr)
-    if not seq:
+    danger = _danger(site.norm) or ("import", "imports a module chosen by the pickle")
+    m.s.finding(
+        DANGEROUS,
+        danger[0],
+        f"calls {site.norm} at load: {danger[1]}",
+        site.pos,
+        site.norm,
+        site.expr,
+    )
+    if not site.seq:
         return None
-    return _module_ref(m, seq[0], pos, norm)
+    return _module_ref(m, site.seq[0], site.pos, site.norm)
 
 
 def _sp_builtin_type(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    if not seq or type(seq[0]) is not str:
+    if not site.seq or type(site.seq[0]) is not str:
         return None
-    name = seq[0]
+    name = site.seq[0]
     full = _DILL_TYPE_NAMES.get(name, f"types.{name}")
-    if norm.startswith(_DILL) and name not in _DILL_TYPE_NAMES:
+    if site.norm.startswith(_DILL) and name not in _DILL_TYPE_NAMES:
         full = f"builtins.{name}" if name.islower() else f"types.{name}"
     if name.startswith("__"):
-        m.finding(
-            DANGEROUS, "getattr-chain", f"reaches types.{name} through {norm}", pos, None, expr
+        m.s.finding(
+            DANGEROUS,
+            "getattr-chain",
+            f"reaches types.{name} through {site.norm}",
+            site.pos,
+            None,
+            site.expr,
         )
-    return _ref(m, full, pos)
+    return _ref(m, full, site.pos)
 
 
 def _by_value(
@@ -205,8 +188,8 @@ def _by_value(
     node.flags |= F_KEEP
     bv = _ByValue(kind, producer, node, args)
     node.info = bv
-    if len(m.by_value) < MAX_BY_VALUE:
-        m.by_value.append(bv)
+    if len(m.s.by_value) < MAX_BY_VALUE:
+        m.s.by_value.append(bv)
     return node
 
 
@@ -222,31 +205,19 @@ def _producer(norm: str) -> str:
 
 def _sp_code(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    producer = _producer(norm)
-    return _by_value(m, K_CODE, producer, "code", args, pos, callee)
+    producer = _producer(site.norm)
+    return _by_value(m, K_CODE, producer, "code", site.args, site.pos, site.callee)
 
 
 def _sp_function(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    node = _by_value(m, K_FUNC, _producer(norm), "function", args, pos, callee)
-    if seq:
-        code = seq[0]
+    node = _by_value(m, K_FUNC, _producer(site.norm), "function", site.args, site.pos, site.callee)
+    if site.seq:
+        code = site.seq[0]
         node.info.code = code
         if (
             type(code) is _Node
@@ -261,165 +232,129 @@ def _sp_function(
 
 def _sp_class(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    if norm == "builtins.type" and (not seq or len(seq) != 3):
+    if site.norm == "builtins.type" and (not site.seq or len(site.seq) != 3):
         return None
-    if norm == "dill._dill._create_type":
-        inner = m.target_of(seq[0]) if seq else None
+    if site.norm == "dill._dill._create_type":
+        inner = m.target_of(site.seq[0]) if site.seq else None
         if inner is None or _normalize(inner) not in (
             "builtins.type",
             "abc.ABCMeta",
             "enum.EnumMeta",
             "enum.EnumType",
         ):
-            return _sp_apply(m, callee, norm, seq, args, pos, opname, expr)
-    return _by_value(m, K_CLASS, _producer(norm), "class", args, pos, callee)
+            return _sp_apply(m, site)
+    return _by_value(m, K_CLASS, _producer(site.norm), "class", site.args, site.pos, site.callee)
 
 
 def _sp_setstate(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
     """Cloudpickle's _function_setstate/_class_setstate, builtins.setattr and friends."""
-    if not seq:
+    if not site.seq:
         return None
-    obj = seq[0]
+    obj = site.seq[0]
     if type(obj) is _Node and obj.kind in (K_GLOBAL, K_REF):
         name = m.target_of(obj) or obj.label
-        m.finding(
+        m.s.finding(
             DANGEROUS,
             "mutation",
-            f"changes attributes of the imported object {name} at load ({norm})",
-            pos,
+            f"changes attributes of the imported object {name} at load ({site.norm})",
+            site.pos,
             name,
-            expr,
+            site.expr,
         )
-    elif type(obj) is _Node and isinstance(obj.info, _ByValue) and len(seq) > 1:
-        if norm.endswith(("setattr", "_setattr")):
-            obj.info.states.append(m.tuple_of(list(seq[1:]), pos))
+    elif type(obj) is _Node and isinstance(obj.info, _ByValue) and len(site.seq) > 1:
+        if site.norm.endswith(("setattr", "_setattr")):
+            obj.info.states.append(m.s.tuple_of(list(site.seq[1:]), site.pos))
         else:
-            obj.info.states.append(seq[1])
-    return m.new_obj("None", pos, callee, args)
+            obj.info.states.append(site.seq[1])
+    return m.new_obj("None", site.pos, site.callee, site.args)
 
 
 def _sp_apply(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
     """Helpers that call their first argument (dill._create_type, cloudpickle.instance...)."""
-    if not seq:
+    if not site.seq:
         return None
-    fn = seq[0]
-    rest: list[Any] = list(seq[1:])
-    if norm == "dill._dill._create_ftype" and len(seq) >= 3:
-        inner = _seq(seq[2]) or []
-        rest = [seq[1], *inner]
-    elif norm == "dill._dill._create_array" and len(seq) >= 2:
-        rest = _seq(seq[1]) or []
-    elif norm in ("cloudpickle.cloudpickle.instance",):
+    fn = site.seq[0]
+    rest: list[Any] = list(site.seq[1:])
+    if site.norm == "dill._dill._create_ftype" and len(site.seq) >= 3:
+        inner = _seq(site.seq[2]) or []
+        rest = [site.seq[1], *inner]
+    elif site.norm == "dill._dill._create_array" and len(site.seq) >= 2:
+        rest = _seq(site.seq[1]) or []
+    elif site.norm in ("cloudpickle.cloudpickle.instance",):
         rest = []
-    packed = m.tuple_of(rest, pos)
-    return m.call(fn, packed, None, pos, opname)
+    packed = m.s.tuple_of(rest, site.pos)
+    return m.call(fn, packed, None, site.pos, site.opname)
 
 
 def _sp_reconstructor(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
     """copyreg._reconstructor(cls, base, state) calls base.__init__(obj, state)."""
-    if not seq or len(seq) < 2:
+    if not site.seq or len(site.seq) < 2:
         return None
-    cls, base_cls = seq[0], seq[1]
+    cls, base_cls = site.seq[0], site.seq[1]
     info = cls.info if type(cls) is _Node and cls.kind == K_GLOBAL else None
     if isinstance(info, ImportInfo):
-        record_call(info, pos, opname, lambda: _text(expr))
+        record_call(info, site.pos, site.opname, lambda: _text(site.expr))
     base_target = m.target_of(base_cls)
     if base_target is not None and _normalize(base_target) != "builtins.object":
         danger = _danger(base_target)
         if danger is not None:
-            m.finding(
+            m.s.finding(
                 DANGEROUS,
                 danger[0],
                 f"copyreg._reconstructor runs {base_target}.__init__ at load: {danger[1]}",
-                pos,
+                site.pos,
                 base_target,
-                expr,
+                site.expr,
             )
-    label = m.target_of(cls) or m.render(cls, 1)
-    node = m.new_obj(label, pos, callee, args)
-    node.info = _Call(label, cls, args, None, "REDUCE")
+    label = m.target_of(cls) or m.r.render(cls, 1)
+    node = m.new_obj(label, site.pos, site.callee, site.args)
+    node.info = _Call(label, cls, site.args, None, "REDUCE")
     return node
 
 
 def _sp_newobj(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    if not seq:
+    if not site.seq:
         return None
-    cls = seq[0]
+    cls = site.seq[0]
     info = cls.info if type(cls) is _Node and cls.kind == K_GLOBAL else None
     if isinstance(info, ImportInfo):
-        record_call(info, pos, opname, lambda: _text(expr))
+        record_call(info, site.pos, site.opname, lambda: _text(site.expr))
     target = m.target_of(cls)
     if target is not None and _danger(target) is not None:
-        m.finding(
+        m.s.finding(
             DANGEROUS,
             _danger(target)[0],  # type: ignore[index]
             f"creates a {target} object at load",
-            pos,
+            site.pos,
             target,
-            expr,
+            site.expr,
         )
-    label = target or m.render(cls, 1)
-    node = m.new_obj(label, pos, callee, args)
-    node.info = _Call(label, cls, args, None, "NEWOBJ")
+    label = target or m.r.render(cls, 1)
+    node = m.new_obj(label, site.pos, site.callee, site.args)
+    node.info = _Call(label, cls, site.args, None, "NEWOBJ")
     return node
 
 
 def _sp_cell(
     m: _Caller,
-    callee: Any,
-    norm: str,
-    seq: list[Any] | None,
-    args: Any,
-    pos: int,
-    opname: str,
-    expr: _Expr,
+    site: CallSite,
 ) -> Any:
-    node = m.new_obj("cell", pos, callee, args)
-    if not seq:
+    node = m.new_obj("cell", site.pos, site.callee, site.args)
+    if not site.seq:
         node.flags |= F_EMPTY_CELL
     return node
 

@@ -1,10 +1,10 @@
 """The machine's state: stack, memo, imports, findings and node bookkeeping.
 
-:class:`_MachineState` is the base of the simulated unpickler
-(:class:`~serdoctor.diagnostics.inspect.machine._sim._Machine`); the layers above it
-add rendering (``machine._expr``), call evaluation (``machine._calls``),
-container updates (``machine._containers``), opcode handlers
-(``machine._ops``) and the hot loop (``machine._sim``).
+:class:`_MachineState` is the state of the simulated unpickler
+(:class:`~serdoctor.diagnostics.inspect.machine._sim._Machine`), which holds
+it together with the parts that work on it: rendering (``machine._expr``),
+call evaluation (``machine._calls``), container updates
+(``machine._containers``) and opcode handlers (``machine._ops``).
 
 The memo keeps the last ``MEMO_WINDOW``-``2 * MEMO_WINDOW`` entries; older
 ones are forgotten unless they matter later (see :meth:`_MachineState.spill`).
@@ -13,6 +13,7 @@ ones are forgotten unless they matter later (see :meth:`_MachineState.spill`).
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from typing import Any
 
 from serdoctor.diagnostics.inspect._report import (
@@ -50,14 +51,16 @@ from serdoctor.diagnostics.inspect.machine._nodes import (
     _Stub,
 )
 from serdoctor.diagnostics.inspect.machine._opcodes import PickleFormatError, Skipped, Source
-from serdoctor.diagnostics.inspect.machine._special import _SPECIAL
 
 
 class _MachineState:
-    """State of the simulated unpickler, and the bookkeeping every layer shares."""
+    """State of the simulated unpickler, and the bookkeeping every part shares."""
 
-    def __init__(self, src: Source, *, buffers: list[int] | None = None) -> None:
+    def __init__(
+        self, src: Source, *, buffers: list[int] | None = None, special: Iterable[str] = ()
+    ) -> None:
         self.src = src
+        self.special = frozenset(special)  # targets with a handler of their own (_special)
         self.imports: dict[tuple[str, str], ImportInfo] = {}
         self.import_nodes: dict[tuple[str, str], _Node] = {}
         self.findings: list[Finding] = []
@@ -141,7 +144,7 @@ class _MachineState:
             info.category = danger[0] if danger else ("known" if _is_safe(info.target) else None)
             norm = _normalize(info.target)
             info.fast = (
-                info.category == "known" and norm not in _SPECIAL and norm not in _HIGHER_ORDER
+                info.category == "known" and norm not in self.special and norm not in _HIGHER_ORDER
             )
         info.loads += 1
         if len(info.offsets) < 50:
