@@ -43,6 +43,7 @@ _unpack_f8 = struct.Struct(">d").unpack_from
 _unpack_i4 = struct.Struct("<i").unpack_from
 _unpack_u4 = struct.Struct("<I").unpack_from
 _unpack_u8 = struct.Struct("<Q").unpack_from
+_NOTHING = object()  # "no new value to memoize" (None is a value)
 
 
 class _Machine:
@@ -93,7 +94,14 @@ class _Machine:
         return summary
 
     def _loop(self, summary: PickleSummary) -> None:
-        """Run opcodes until STOP: frequent ones inline, the rest through :meth:`_slow`."""
+        """Run opcodes until STOP: frequent ones inline, the rest through :meth:`_slow`.
+
+        The inner loop keeps the source's buffer and the machine's state in
+        locals. Whenever something else moves them (the slow path, a refill, a
+        FRAME) it breaks out, and the outer loop loads them again. A value that
+        the next opcode memoizes (MEMOIZE right after it) is memoized at once,
+        in one place at the end of the inner loop.
+        """
         src = self.s.src
         stack = self.s.stack
         push = stack.append
@@ -103,7 +111,6 @@ class _Machine:
         sparse = self.s.sparse
         pinned = self.s.pinned
         pin = pinned.add
-        memo_base = self.s.memo_base
         old_kept = self.s.old_kept
         spill_at = 2 * MEMO_WINDOW
         Node = _Node
@@ -113,84 +120,69 @@ class _Machine:
         unpack_i4 = _unpack_i4
         unpack_u4 = _unpack_u4
         nops = 0
-        while True:
+        while True:  # (re)load what the inner loop keeps in locals
             buf = src.buf
             i = src.i
             base = src.base
             n = len(buf)
             safe = n - 32
             fence = marks[-1] if marks else 0
+            memo_base = self.s.memo_base
             room = spill_at - len(memo)  # appends left before the memo spills
             try:
                 while True:
                     if i > safe:
                         src.i = i
                         src.fill(32)
-                        buf = src.buf
-                        i = src.i
-                        base = src.base
-                        n = len(buf)
-                        safe = n - 32
-                        if i > safe:
-                            if i >= n:
+                        if src.i > len(src.buf) - 32:  # near the end: one opcode at a time
+                            i = src.i
+                            if i >= len(src.buf):
+                                pos = src.base + i
                                 if nops == 0 and summary.opcodes == 0:
-                                    raise PickleFormatError(base + i, "no pickle data here")
+                                    raise PickleFormatError(pos, "no pickle data here")
                                 raise PickleFormatError(
-                                    base + i, "pickle data was truncated: it ends before STOP"
+                                    pos, "pickle data was truncated: it ends before STOP"
                                 )
-                            code = buf[i]
                             nops += 1
                             src.i = i + 1
-                            if self.o._slow(code, base + i):
+                            if self.o._slow(src.buf[i], src.base + i):
                                 return
-                            buf = src.buf
-                            i = src.i
-                            base = src.base
-                            n = len(buf)
-                            safe = n - 32
-                            fence = marks[-1] if marks else 0
-                            memo_base = self.s.memo_base
-                            room = spill_at - len(memo)
-                            continue
+                        break
                     code = buf[i]
                     nops += 1
-                    if code == 0x68:  # BINGET
-                        idx = buf[i + 1]
+                    v = _NOTHING  # set to a value the next opcode may memoize at once
+                    if code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET
+                        if code == 0x68:
+                            idx = buf[i + 1]
+                            width = 2
+                        else:
+                            idx = unpack_u4(buf, i + 1)[0]
+                            width = 5
                         if idx >= memo_base:
-                            v = memo[idx - memo_base]
-                            if type(v) is str:
+                            got = memo[idx - memo_base]
+                            if type(got) is str:
                                 pin(idx)
                             elif (
-                                type(v) is Node and not v.flags & F_CLOSED and v.kind in _BOX_KINDS
+                                type(got) is Node
+                                and not got.flags & F_CLOSED
+                                and got.kind in _BOX_KINDS
                             ):
                                 summary.cycles += 1  # a value fetched while still being built
                         else:
-                            v = old_kept.get(idx, _OLD_STUB)
-                        push(v)
-                        i += 2
-                    elif code == 0x8C:  # SHORT_BINUNICODE
+                            got = old_kept.get(idx, _OLD_STUB)
+                        push(got)
+                        i += width
+                    elif code == 0x8C or code == 0x43:  # SHORT_BINUNICODE, SHORT_BINBYTES
                         e = i + 2 + buf[i + 1]
                         if e > n:
                             src.i = i + 1
                             self.o._slow(code, base + i)
-                            buf = src.buf
-                            i = src.i
-                            base = src.base
-                            n = len(buf)
-                            safe = n - 32
-                            continue
-                        v = buf[i + 2 : e].decode("utf-8", "surrogatepass")
+                            break
+                        v = buf[i + 2 : e]
+                        if code == 0x8C:
+                            v = v.decode("utf-8", "surrogatepass")
                         push(v)
                         i = e
-                        if e < n and buf[e] == 0x94 and not sparse:  # MEMOIZE: fold it
-                            memo_append(v)
-                            nops += 1
-                            i += 1
-                            room -= 1
-                            if not room:
-                                self.s.spill()
-                                memo_base = self.s.memo_base
-                                room = spill_at - len(memo)
                     elif code == 0x4B:  # BININT1
                         push(buf[i + 1])
                         i += 2
@@ -198,53 +190,25 @@ class _Machine:
                         fence = len(stack)
                         marks.append(fence)
                         i += 1
-                    elif code == 0x75:  # SETITEMS
+                    elif code == 0x75 or code == 0x65:  # SETITEMS, APPENDS
+                        opname = "SETITEMS" if code == 0x75 else "APPENDS"
                         if not marks:
-                            raise PickleFormatError(base + i, "could not find MARK", "SETITEMS")
+                            raise PickleFormatError(base + i, "could not find MARK", opname)
                         k = marks.pop()
                         fence = marks[-1] if marks else 0
                         if k <= 0:
-                            raise self.s.underflow(base + i, "SETITEMS")
-                        items = stack[k:]
-                        del stack[k:]
-                        if len(items) & 1:
-                            raise PickleFormatError(
-                                base + i, "odd number of items for SETITEMS", "SETITEMS"
-                            )
-                        self.k.setitems(stack[-1], items, base + i)
-                        i += 1
-                    elif code == 0x7D:  # EMPTY_DICT
-                        v = Node(kd, kd, base + i, [] if self.s.kept < KEEP_BUDGET else None)
-                        push(v)
-                        i += 1
-                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
-                            memo_append(v)
-                            nops += 1
-                            i += 1
-                            room -= 1
-                            if not room:
-                                self.s.spill()
-                                memo_base = self.s.memo_base
-                                room = spill_at - len(memo)
-                            if buf[i] == 0x28:  # and MARK after that
-                                fence = len(stack)
-                                marks.append(fence)
-                                nops += 1
-                                i += 1
-                    elif code == 0x47:  # BINFLOAT
-                        push(unpack_f8(buf, i + 1)[0])
-                        i += 9
-                    elif code == 0x65:  # APPENDS
-                        if not marks:
-                            raise PickleFormatError(base + i, "could not find MARK", "APPENDS")
-                        k = marks.pop()
-                        fence = marks[-1] if marks else 0
-                        if k <= 0:
-                            raise self.s.underflow(base + i, "APPENDS")
+                            raise self.s.underflow(base + i, opname)
                         items = stack[k:]
                         del stack[k:]
                         d = stack[-1]
-                        if type(d) is Node and d.kind is kl and Node not in map(type, items):
+                        if code == 0x75:
+                            if len(items) & 1:
+                                raise PickleFormatError(
+                                    base + i, "odd number of items for SETITEMS", opname
+                                )
+                            self.k.setitems(d, items, base + i)
+                        elif type(d) is Node and d.kind is kl and Node not in map(type, items):
+                            # a list of plain values: counted and sampled here
                             d.end = base + i + 1
                             d.count += len(items)
                             kept = d.items
@@ -257,27 +221,18 @@ class _Machine:
                         else:
                             self.k.appends(d, items, base + i)
                         i += 1
-                    elif code == 0x5D:  # EMPTY_LIST
-                        v = Node(kl, kl, base + i, [] if self.s.kept < KEEP_BUDGET else None)
+                    elif code == 0x7D or code == 0x5D:  # EMPTY_DICT, EMPTY_LIST
+                        kind = kd if code == 0x7D else kl
+                        v = Node(kind, kind, base + i, [] if self.s.kept < KEEP_BUDGET else None)
                         push(v)
                         i += 1
-                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
-                            memo_append(v)
-                            nops += 1
-                            i += 1
-                            room -= 1
-                            if not room:
-                                self.s.spill()
-                                memo_base = self.s.memo_base
-                                room = spill_at - len(memo)
-                            if buf[i] == 0x28:  # and MARK after that
-                                fence = len(stack)
-                                marks.append(fence)
-                                nops += 1
-                                i += 1
-                    elif code == 0x94:  # MEMOIZE
+                    elif code == 0x47:  # BINFLOAT
+                        push(unpack_f8(buf, i + 1)[0])
+                        i += 9
+                    elif code == 0x94:  # MEMOIZE (of a value that was not memoized at once)
                         if len(stack) <= fence:
                             raise self.s.underflow(base + i, "MEMOIZE")
+                        i += 1
                         if sparse:
                             self.s.memo_put(memo_base + len(memo) + len(sparse), stack[-1])
                         else:
@@ -287,7 +242,6 @@ class _Machine:
                                 self.s.spill()
                                 memo_base = self.s.memo_base
                                 room = spill_at - len(memo)
-                        i += 1
                     elif code == 0x4A:  # BININT
                         push(unpack_i4(buf, i + 1)[0])
                         i += 5
@@ -303,15 +257,6 @@ class _Machine:
                         v = self.s.tuple_of(items, base + i)
                         push(v)
                         i += 1
-                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
-                            memo_append(v)
-                            nops += 1
-                            i += 1
-                            room -= 1
-                            if not room:
-                                self.s.spill()
-                                memo_base = self.s.memo_base
-                                room = spill_at - len(memo)
                     elif code == 0x52:  # REDUCE
                         if len(stack) - 2 < fence:
                             raise self.s.underflow(base + i, "REDUCE")
@@ -319,43 +264,15 @@ class _Machine:
                         v = self.c.call(stack.pop(), args, None, base + i, "REDUCE")
                         push(v)
                         i += 1
-                        if buf[i] == 0x94 and not sparse:  # MEMOIZE right after: fold it
-                            memo_append(v)
-                            nops += 1
-                            i += 1
-                            room -= 1
-                            if not room:
-                                self.s.spill()
-                                memo_base = self.s.memo_base
-                                room = spill_at - len(memo)
                     elif code == 0x4E:  # NONE
                         push(None)
                         i += 1
-                    elif code == 0x6A:  # LONG_BINGET
-                        idx = unpack_u4(buf, i + 1)[0]
-                        if idx >= memo_base:
-                            v = memo[idx - memo_base]
-                            if type(v) is str:
-                                pin(idx)
-                            elif (
-                                type(v) is Node and not v.flags & F_CLOSED and v.kind in _BOX_KINDS
-                            ):
-                                summary.cycles += 1  # a value fetched while still being built
-                        else:
-                            v = old_kept.get(idx, _OLD_STUB)
-                        push(v)
-                        i += 5
                     elif code == 0x58:  # BINUNICODE
                         e = i + 5 + unpack_u4(buf, i + 1)[0]
                         if e > n or e - i > STR_LIMIT + 5:
                             src.i = i + 1
                             self.o._slow(code, base + i)
-                            buf = src.buf
-                            i = src.i
-                            base = src.base
-                            n = len(buf)
-                            safe = n - 32
-                            continue
+                            break
                         push(buf[i + 5 : e].decode("utf-8", "surrogatepass"))
                         i = e
                     elif code == 0x29:  # EMPTY_TUPLE
@@ -374,29 +291,6 @@ class _Machine:
                         memo_base = self.s.memo_base
                         room = spill_at - len(memo)
                         i += 2
-                    elif code == 0x43:  # SHORT_BINBYTES
-                        e = i + 2 + buf[i + 1]
-                        if e > n:
-                            src.i = i + 1
-                            self.o._slow(code, base + i)
-                            buf = src.buf
-                            i = src.i
-                            base = src.base
-                            n = len(buf)
-                            safe = n - 32
-                            continue
-                        v = buf[i + 2 : e]
-                        push(v)
-                        i = e
-                        if e < n and buf[e] == 0x94 and not sparse:  # MEMOIZE: fold it
-                            memo_append(v)
-                            nops += 1
-                            i += 1
-                            room -= 1
-                            if not room:
-                                self.s.spill()
-                                memo_base = self.s.memo_base
-                                room = spill_at - len(memo)
                     elif code == 0x95:  # FRAME
                         ln = _unpack_u8(buf, i + 1)[0]
                         src.i = i + 9
@@ -406,23 +300,28 @@ class _Machine:
                             )
                         op.check_frame(src, base + i, ln)
                         summary.frames += 1
-                        buf = src.buf
-                        i = src.i
-                        base = src.base
-                        n = len(buf)
-                        safe = n - 32
+                        break
                     else:
                         src.i = i + 1
                         if self.o._slow(code, base + i):
                             return
-                        buf = src.buf
-                        i = src.i
-                        base = src.base
-                        n = len(buf)
-                        safe = n - 32
-                        fence = marks[-1] if marks else 0
-                        memo_base = self.s.memo_base
-                        room = spill_at - len(memo)
+                        break
+                    if v is not _NOTHING and i < n and buf[i] == 0x94 and not sparse:
+                        # MEMOIZE right after a new value: memoize it now, one opcode less
+                        memo_append(v)
+                        nops += 1
+                        i += 1
+                        room -= 1
+                        if not room:
+                            self.s.spill()
+                            memo_base = self.s.memo_base
+                            room = spill_at - len(memo)
+                        if (code == 0x7D or code == 0x5D) and i < n and buf[i] == 0x28:
+                            # a new dict or list, then MARK: its items follow
+                            fence = len(stack)
+                            marks.append(fence)
+                            nops += 1
+                            i += 1
             except IndexError:
                 src.i = i
                 pos = base + i
