@@ -5,7 +5,8 @@ graph the way pickle would reach it (container items, the state returned by
 ``__reduce_ex__``, a function's closure cells, globals and defaults) and
 descends into the first child that still fails, until it reaches an object
 whose children all succeed: that object is the culprit. Its path reads like
-Python: ``args[1]['pool']._lock``.
+Python: ``args[1]['pool']._lock`` (the steps are ``_paths``', shared by every
+walk over an object graph).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from serdoctor.serialize import _paths as step
 
 MAX_DEPTH = 200
 MAX_CHILDREN = 10_000
@@ -44,7 +47,7 @@ def _state_children(obj: Any) -> Iterator[tuple[str, Any]]:
         attrs = getattr(obj, "__dict__", None)
         if isinstance(attrs, dict):
             for name, value in attrs.items():
-                yield f".{name}", value
+                yield step.attr(name), value
         return
     args = reduced[1] if len(reduced) > 1 else ()
     state = reduced[2] if len(reduced) > 2 else None
@@ -54,19 +57,19 @@ def _state_children(obj: Any) -> Iterator[tuple[str, Any]]:
     for part in (state, slots):
         if isinstance(part, dict):
             for name, value in part.items():
-                yield (f".{name}" if isinstance(name, str) else f"[{name!r}]"), value
+                yield (step.attr(name) if isinstance(name, str) else step.key(name)), value
         elif part is not None:
-            yield ".__getstate__()", part
+            yield step.reduce_state(), part
     if isinstance(args, tuple):
         for i, value in enumerate(args):
             if not isinstance(value, type):
-                yield f".__reduce__()[1][{i}]", value
+                yield step.reduce_arg(i), value
     if len(reduced) > 3 and reduced[3] is not None:
         for i, value in enumerate(reduced[3]):
-            yield f"[{i}]", value
+            yield step.index(i), value
     if len(reduced) > 4 and reduced[4] is not None:
         for key, value in reduced[4]:
-            yield f"[{key!r}]", value
+            yield step.key(key), value
 
 
 def _function_children(fn: types.FunctionType) -> Iterator[tuple[str, Any]]:
@@ -75,37 +78,37 @@ def _function_children(fn: types.FunctionType) -> Iterator[tuple[str, Any]]:
             value = cell.cell_contents
         except ValueError:
             continue
-        yield f"<closure {name}>", value
+        yield step.closure(name), value
     for name in fn.__code__.co_names:
         if name in fn.__globals__:
             value = fn.__globals__[name]
             if not isinstance(value, types.ModuleType):
-                yield f"<global {name}>", value
+                yield step.global_(name), value
     for i, value in enumerate(fn.__defaults__ or ()):
-        yield f"<default {i}>", value
+        yield step.default(i), value
     for name, value in (fn.__kwdefaults__ or {}).items():
-        yield f"<default {name}>", value
+        yield step.default(name), value
 
 
 def children(obj: Any) -> Iterator[tuple[str, Any]]:
     """The sub-objects pickle would serialize for ``obj``, with path suffixes."""
     if isinstance(obj, dict):
         for key, value in list(obj.items())[:MAX_CHILDREN]:
-            yield f"[{key!r}]", value
+            yield step.key(key), value
             if not isinstance(key, (str, int, float, bytes, tuple, frozenset, type(None))):
-                yield f"<key {key!r}>", key
+                yield step.dict_key(key), key
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj[:MAX_CHILDREN]):
-            yield f"[{i}]", value
+            yield step.index(i), value
     elif isinstance(obj, (set, frozenset)):
         for i, value in enumerate(list(obj)[:MAX_CHILDREN]):
-            yield f"<item {i}>", value
+            yield step.member(i), value
     elif isinstance(obj, types.FunctionType):
         yield from _function_children(obj)
     elif isinstance(obj, type):
         for name, value in list(vars(obj).items()):
             if name not in _CLASS_SKIP:
-                yield f".{name}", value
+                yield step.attr(name), value
     elif isinstance(obj, (types.ModuleType, str, bytes, int, float)):
         return
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
+from serdoctor.serialize import _paths as step
 from serdoctor.testing._difference import MISSING, Comparer, RoundTripDifference, values_differ
 
 __all__ = ["function_difference"]
@@ -41,7 +42,7 @@ def function_difference(
     for name, cell_a, cell_b in zip(
         a.__code__.co_freevars, a.__closure__ or (), b.__closure__ or (), strict=False
     ):
-        found = _cell(walker, cell_a, cell_b, f"{path}.<closure {name}>")
+        found = _cell(walker, cell_a, cell_b, path + step.closure(name))
         if found:
             return found
     for name in sorted(_global_names(a.__code__)):
@@ -49,14 +50,12 @@ def function_difference(
             continue
         if name not in b.__globals__:
             return RoundTripDifference(
-                f"{path}.__globals__[{name!r}]",
+                path + step.global_(name),
                 a.__globals__[name],
                 MISSING,
                 f"global {name!r} used by {a.__qualname__} is missing after the round trip",
             )
-        found = walker.diff(
-            a.__globals__[name], b.__globals__[name], f"{path}.__globals__[{name!r}]"
-        )
+        found = walker.diff(a.__globals__[name], b.__globals__[name], path + step.global_(name))
         if found:
             return found
     return walker.attributes(a, b, path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from serdoctor.serialize import _paths as step
 from serdoctor.testing._difference import (
     MISSING,
     Comparer,
@@ -65,7 +66,7 @@ def array_difference(
         return seen
     if a.dtype.hasobject:
         for index in np.ndindex(a.shape):
-            found = walker.diff(a[index], b[index], f"{path}[{_index(index)}]")
+            found = walker.diff(a[index], b[index], path + step.index(_index(index)))
             if found:
                 return found
         return None
@@ -73,7 +74,7 @@ def array_difference(
         return None
     for index in np.ndindex(a.shape):
         if a[index].tobytes() != b[index].tobytes():
-            return values_differ(a[index], b[index], f"{path}[{_index(index)}]")
+            return values_differ(a[index], b[index], path + step.index(_index(index)))
     return values_differ(a, b, path)  # pragma: no cover - bytes differ somewhere
 
 
@@ -103,7 +104,7 @@ def _reduced(
     walker: Comparer, ra: tuple[Any, ...], rb: tuple[Any, ...], path: str
 ) -> RoundTripDifference | None:
     ra, rb = (*ra, None, None, None)[:5], (*rb, None, None, None)[:5]
-    found = walker.diff(ra[0], rb[0], f"{path}<constructor>")
+    found = walker.diff(ra[0], rb[0], path + step.reduce_constructor())
     if found:
         return found
     args_a, args_b = tuple(ra[1] or ()), tuple(rb[1] or ())
@@ -115,16 +116,16 @@ def _reduced(
             f"rebuilt from {short(args_a)} when sent, from {short(args_b)} when received",
         )
     for j, (u, v) in enumerate(zip(args_a, args_b, strict=True)):
-        found = walker.diff(u, v, f"{path}<arg {j}>")
+        found = walker.diff(u, v, path + step.reduce_arg(j))
         if found:
             return found
     found = _state(walker, ra[2], rb[2], path)
     if found:
         return found
-    for i, label in ((3, "<items>"), (4, "<dict items>")):
+    for i in (3, 4):
         x = None if ra[i] is None else list(ra[i])
         y = None if rb[i] is None else list(rb[i])
-        found = walker.diff(x, y, f"{path}{label}")
+        found = walker.diff(x, y, path + step.reduce_items(dict_items=i == 4))
         if found:
             return found
     return None
@@ -140,24 +141,24 @@ def _state(walker: Comparer, x: Any, y: Any, path: str) -> RoundTripDifference |
         for name, value in x.items():
             if name not in y:
                 return RoundTripDifference(
-                    f"{path}.{name}",
+                    path + step.attr(name),
                     value,
                     MISSING,
                     f"attribute {name!r} was sent but is missing after the round trip",
                 )
-            found = walker.diff(value, y[name], f"{path}.{name}")
+            found = walker.diff(value, y[name], path + step.attr(name))
             if found:
                 return found
         extra = [k for k in y if k not in x]
         if extra:
             return RoundTripDifference(
-                f"{path}.{extra[0]}",
+                path + step.attr(extra[0]),
                 MISSING,
                 y[extra[0]],
                 f"attribute {extra[0]!r} was not sent but came back",
             )
         return None
-    return walker.diff(x, y, f"{path}<state>")
+    return walker.diff(x, y, path + step.reduce_state())
 
 
 def _index(index: tuple[int, ...]) -> str:

@@ -22,6 +22,7 @@ import sys
 import types
 from typing import Any
 
+from serdoctor.serialize import _paths as step
 from serdoctor.testing._compare_code import function_difference
 from serdoctor.testing._compare_objects import (
     array_difference,
@@ -182,7 +183,7 @@ class Walker:
             )
         if dataclasses.is_dataclass(a):
             for f in dataclasses.fields(a):
-                found = self.diff(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+                found = self.diff(getattr(a, f.name), getattr(b, f.name), path + step.attr(f.name))
                 if found:
                     return found
             return None
@@ -216,7 +217,7 @@ class Walker:
                 f"sent {short(a)}, got {short(b)}",
             )
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = self.diff(x, y, f"{path}[{i}]")
+            found = self.diff(x, y, path + step.index(i))
             if found:
                 return found
         return None
@@ -244,7 +245,7 @@ class Walker:
             self._matches(x, y) for x, y in zip(a.keys(), b.keys(), strict=True)
         ):
             for (k, x), y in zip(a.items(), b.values(), strict=True):
-                found = self.diff(x, y, f"{path}[{short(k)}]")
+                found = self.diff(x, y, path + step.key(k))
                 if found:
                     return found
             return None
@@ -252,7 +253,7 @@ class Walker:
         if missing:
             k = missing[0]
             return RoundTripDifference(
-                f"{path}[{short(k)}]",
+                path + step.key(k),
                 a[k],
                 MISSING,
                 f"key {short(k)} was sent but is missing after the round trip",
@@ -260,7 +261,7 @@ class Walker:
         if extra:
             k = extra[0]
             return RoundTripDifference(
-                f"{path}[{short(k)}]",
+                path + step.key(k),
                 MISSING,
                 b[k],
                 f"key {short(k)} was not sent but came back",
@@ -309,12 +310,12 @@ class Walker:
         for name, value in state_a.items():
             if name not in state_b:
                 return RoundTripDifference(
-                    f"{path}.{name}",
+                    path + step.attr(name),
                     value,
                     MISSING,
                     f"attribute {name!r} was sent but is missing after the round trip",
                 )
-            found = self.diff(value, state_b[name], f"{path}.{name}")
+            found = self.diff(value, state_b[name], path + step.attr(name))
             if found:
                 return found
         return None

@@ -6,9 +6,10 @@ Shared by the comparison rules (``_compare_values``, ``_compare_code``,
 
 from __future__ import annotations
 
-import reprlib
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from serdoctor.serialize._paths import short_repr
 
 __all__ = [
     "MISSING",
@@ -21,18 +22,8 @@ __all__ = [
     "values_differ",
 ]
 
-_repr = reprlib.Repr()
-_repr.maxstring = 60
-_repr.maxother = 60
-_repr.maxlong = 60
-
-
-def short(value: Any) -> str:
-    """A ``repr`` of ``value`` cut to about 60 characters; never raises."""
-    try:
-        return _repr.repr(value)
-    except Exception:  # a broken __repr__ must not hide the difference
-        return f"<{type(value).__qualname__} object at {id(value):#x}>"
+#: a ``repr`` of a value cut to about 60 characters, never raising: the paths' own
+short = short_repr
 
 
 def type_name(cls: type) -> str:

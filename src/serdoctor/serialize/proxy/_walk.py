@@ -35,6 +35,7 @@ from typing import Any
 from proxystore.proxy import Proxy
 
 from serdoctor.errors import SerializationError
+from serdoctor.serialize import _paths as step
 
 __all__ = ["find", "format_path", "note_numpy", "probe", "size_of", "sizer_for"]
 
@@ -179,25 +180,20 @@ _INDEX, _KEY, _ATTR = range(3)
 Path = tuple[Any, int, Any] | None
 
 
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # a broken __repr__ must not break dumps
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def format_path(path: Path) -> str:
-    """Render a walk path: ``['payload'].data[3]``; the root itself is ``""``."""
+    """Render a walk path: ``['payload'].data[3]``; the root itself is ``""``.
+
+    The steps are ``serialize._paths``', as in every other walk's paths.
+    """
     parts: list[str] = []
     while path is not None:
         path, kind, label = path
         if kind == _INDEX:
-            parts.append(f"[{label}]")
+            parts.append(step.index(label))
         elif kind == _KEY:
-            parts.append(f"[{_short_repr(label)}]")
+            parts.append(step.key(label))
         else:
-            parts.append(f".{label}")
+            parts.append(step.attr(label))
     return "".join(reversed(parts))
 
 
