@@ -128,3 +128,24 @@ def test_a_worker_on_another_python_refuses_by_value_code_clearly(
         worker.terminate()
         worker.wait(30)
         cluster.close()
+
+
+def test_many_results_come_back_in_batches_and_the_collector_stops_when_idle(
+    client: Client,
+) -> None:
+    import concurrent.futures
+    import time
+
+    ex = DaskExecutor(client)
+    futures = [ex.submit(divmod, 100, i) for i in range(-100, 100)]  # i == 0 fails
+    _done, pending = concurrent.futures.wait(futures, timeout=60)
+    assert not pending
+    assert futures[50].result() == divmod(100, -50)
+    with pytest.raises(ZeroDivisionError):
+        futures[100].result()
+    deadline = time.monotonic() + 10
+    while ex._collector is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ex._collector is None  # idle: its thread has ended, the next submit starts one
+    assert ex.submit(abs, -3).result(timeout=60) == 3
+    ex.shutdown()
