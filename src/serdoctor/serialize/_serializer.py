@@ -136,14 +136,6 @@ class _Reusable:
         self.pickler = ReferencePickler(self.file, ctx)
         self.busy = False
 
-    def reset(self) -> None:
-        self.pickler.clear_memo()
-        self.file.clear()
-        if self.buffers:
-            self.buffers.clear()
-        self.recorder.reset()
-        self.busy = False
-
 
 def _out_of_band(buf: pickle.PickleBuffer, buffers: list[env.Buffer]) -> bool:
     """Keep large contiguous buffers out of band (pickle's ``buffer_callback``)."""
@@ -422,8 +414,10 @@ class Serializer:
                 _TEMPLATES[key] = kind
         return kind
 
-    def _dump_fast(self, obj: Any) -> tuple[list[env.Buffer], list[env.Buffer]] | None:
-        """The common case without the general machinery: (head and body pieces, buffers).
+    def _dump_fast(
+        self, obj: Any
+    ) -> tuple[bytes, list[env.Buffer], Sequence[env.Buffer]] | None:
+        """The common case without the general machinery: (head, body pieces, buffers).
 
         Plain pickle with a reused pickler, for a serializer without a proxy
         policy whose first method is ``pickle``. Anything else (code that must
@@ -444,12 +438,13 @@ class Serializer:
         elif reusable.busy:
             return None
         reusable.busy = True
+        file = reusable.file
+        recorder = reusable.recorder
+        modules = recorder.modules
         try:
             reusable.pickler.dump(obj)
-            chunks = reusable.file[:]
-            buffers = reusable.buffers[:]
-            recorder = reusable.recorder
-            modules = recorder.modules
+            chunks = file[:]
+            buffers: Sequence[env.Buffer] = reusable.buffers[:] if reusable.buffers else ()
             if modules:
                 one = next(iter(modules)) if len(modules) == 1 else frozenset(modules)
                 kind = self._by_modules.get(one) or self._module_kind(one, recorder)
@@ -458,8 +453,15 @@ class Serializer:
         except Exception:
             self._local.pickler = None  # a fresh one next time: no state left from the failure
             return None
-        finally:
-            reusable.reset()
+        finally:  # reset for the next payload (Reusable.reset, inlined: this is the hot path)
+            reusable.pickler.clear_memo()
+            file.clear()
+            if reusable.buffers:
+                reusable.buffers.clear()
+            if modules:
+                modules.clear()
+            recorder.by_value_seen = False
+            reusable.busy = False
         if len(chunks) == 1:
             size = len(chunks[0])
         elif bytearray in map(type, chunks):
@@ -473,9 +475,8 @@ class Serializer:
             self._local.pickler = None
         if buffers:
             lengths = ",".join(str(_nbytes(b)) for b in buffers)
-            return [kind.head(size, lengths), *chunks], buffers
-        head = kind.heads.get(size) or kind.head(size)
-        return [head, *chunks], buffers
+            return kind.head(size, lengths), chunks, buffers
+        return kind.heads.get(size) or kind.head(size), chunks, buffers
 
     def _module_kind(self, modules: str | frozenset[str], recorder: Recorder) -> _Kind:
         """The kind of a pickle payload that needs these modules (cached per serializer)."""
@@ -573,9 +574,9 @@ class Serializer:
         if self._fast_generation == registry.generation or self._fast:
             fast = self._dump_fast(obj)
             if fast is not None:
-                pieces, buffers = fast
-                body = pieces[1] if len(pieces) == 2 else b"".join(pieces[1:])
-                return self._tag([pieces[0], body, *buffers])
+                head, chunks, buffers = fast
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return self._tag([head, body, *buffers])
         return self._dump(obj).frames()
 
     def dumps(
@@ -602,10 +603,10 @@ class Serializer:
         if self._fast_generation == registry.generation or self._fast:
             fast = self._dump_fast(obj)
             if fast is not None:
-                pieces, buffers = fast
-                if self.key is None and not buffers and len(pieces) == 2:
-                    return bytes(pieces[0]) + pieces[1]
-                return b"".join(self._tag([*pieces, *buffers]))
+                head, chunks, buffers = fast
+                if self.key is None and not buffers and len(chunks) == 1:
+                    return head + chunks[0]
+                return b"".join(self._tag([head, *chunks, *buffers]))
         return self._dump(obj).flat()
 
     def _dumps_to_callback(self, obj: Any, callback: Callable[[pickle.PickleBuffer], Any]) -> bytes:
