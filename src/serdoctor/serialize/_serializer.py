@@ -216,7 +216,7 @@ class Serializer:
     # per-process caches, dropped whenever the configuration changes (see __setattr__)
     _local: threading.local
     _checked: dict[tuple[bytes, int], _Checked]
-    _heads: dict[bytes, tuple[_Checked, int]]
+    _heads: dict[bytes, tuple[bytes, _Checked, int]]
     _by_modules: dict[str | frozenset[str], _Kind]
     _generation: int
     _fast_generation: int
@@ -674,10 +674,12 @@ class Serializer:
         if buffers is not None and env.is_envelope(data):
             return self._load_with_buffers(data, buffers)
         if type(data) is bytes and data[:6] == _V1:
-            end = 11 + int.from_bytes(data[7:11], "big")
-            known = self._heads.get(data[:end]) or self._known_head(data, end)
-            if known is not None and known[0].generation == registry.generation:
-                checked, body_end = known
+            known = self._heads.get(data[7:11])  # by the header's length, then the bytes
+            if known is None or not data.startswith(known[0]):
+                known = self._known_head(data, 11 + int.from_bytes(data[7:11], "big"))
+            if known is not None and known[1].generation == registry.generation:
+                head, checked, body_end = known
+                end = len(head)
                 size = len(data)
                 if self.key is None:
                     fits = size == body_end or (data[6] and size == body_end + env.TAG_SIZE)
@@ -757,11 +759,11 @@ class Serializer:
             if type(head) is not bytes:
                 head = bytes(head)
             end = len(head)
-            known = None
-            if head[:6] == _V1:
-                known = self._heads.get(head) or self._known_head(head, end)
-            if known is not None and known[0].generation == registry.generation:
-                checked, body_end = known
+            known = self._heads.get(head[7:11])
+            if (known is None or head != known[0]) and head[:6] == _V1:
+                known = self._known_head(head, end)
+            if known is not None and known[1].generation == registry.generation:
+                _, checked, body_end = known
                 body = memoryview(frames[1])
                 if body.nbytes == body_end - end and body.format == "B":
                     if signed:
@@ -775,8 +777,12 @@ class Serializer:
     # checked on every payload. Anything unexpected falls back to the general
     # path, which gives the precise error.
 
-    def _known_head(self, data: bytes, end: int) -> tuple[_Checked, int] | None:
-        """(checked header, end of the body) if ``data``'s head is of a checked kind."""
+    def _known_head(self, data: bytes, end: int) -> tuple[bytes, _Checked, int] | None:
+        """(head, checked header, end of the body) if ``data``'s head is of a checked kind.
+
+        Remembered by the header's length (the next payload of the same kind
+        and size is recognised by comparing bytes, without parsing anything).
+        """
         text = data[11:end]
         if not text.endswith(_NO_BUFFERS):
             return None
@@ -787,10 +793,10 @@ class Serializer:
         checked = self._checked.get((text[:i], data[6]))
         if checked is None or checked.generation != registry.generation:
             return None
-        known = (checked, end + int(digits))
+        known = (data[:end], checked, end + int(digits))
         if len(self._heads) >= 1024:
             self._heads.clear()
-        self._heads[data[:end]] = known
+        self._heads[data[7:11]] = known
         return known
 
     def _verify_one(self, data: bytes, body_end: int) -> None:
