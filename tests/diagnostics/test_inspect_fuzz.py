@@ -96,3 +96,14 @@ def test_every_prefix_of_corpus_pickles(seed: bytes) -> None:
     for cut in range(0, len(seed), max(1, len(seed) // 60)):
         report = _checked(seed[:cut])
         assert report.exit_code in (1, 2), cut
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("module", ["", " ", "no such", "a..b", ".x"])
+def test_globals_with_module_names_no_distribution_can_have_are_reported_not_crashed(
+    module: str,
+) -> None:
+    data = b"\x80\x02c" + module.encode() + b"\nname\n."
+    report = inspect_bytes(data)
+    assert report.internal_error is None
+    assert report.imports and report.imports[0].module == module

@@ -45,18 +45,24 @@ def _distributions_by_module() -> dict[str, list[str]]:
 
 @functools.lru_cache(maxsize=1024)
 def distribution_of(top: str) -> tuple[str, str] | None:
-    """The (distribution name, version) that provides top-level module ``top``."""
+    """The (distribution name, version) that provides top-level module ``top``.
+
+    Any name is accepted (the inspector asks about names read from untrusted
+    pickles): one no distribution could have gives None.
+    """
+    if not top or not top.isidentifier():
+        return None
     for dist in _distributions_by_module().get(top, []):
         try:
             return dist, importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
+        except (importlib.metadata.PackageNotFoundError, ValueError):
             continue
     # Python 3.10 maps modules to distributions only through top_level.txt, which
     # many wheels (numpy among them) do not ship; most name the module like the dist.
     for candidate in (top, top.replace("_", "-")):
         try:
             return candidate, importlib.metadata.version(candidate)
-        except importlib.metadata.PackageNotFoundError:
+        except (importlib.metadata.PackageNotFoundError, ValueError):
             continue
     return None
 
@@ -66,7 +72,7 @@ def local_version(dist: str) -> str | None:
     """The installed version of distribution ``dist``, or None."""
     try:
         return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
+    except (importlib.metadata.PackageNotFoundError, ValueError):  # ValueError: an empty name
         return None
 
 
