@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from _slurm import SlurmCluster
@@ -75,3 +80,45 @@ def test_shutdown_leaves_squeue_empty(slurm_env: SlurmCluster) -> None:
     finally:
         ex.shutdown()
     _queue_empty(slurm_env)
+
+
+_CLIENT = """
+import time
+from serdoctor.execute import Executor, SlurmProvider
+
+ex = Executor(workers=0, provider=SlurmProvider(walltime="00:10:00"), init_blocks=1,
+              max_blocks=1, workers_per_block=1, heartbeat=0.2, heartbeat_threshold=3.0,
+              scale_interval=0.5)
+ex.submit(abs, -1).result(timeout=60)
+print("ready", flush=True)
+ex.submit(time.sleep, 120)
+time.sleep(120)
+"""
+
+
+def test_a_killed_client_leaves_no_job_running(slurm_env: SlurmCluster, tmp_path: Path) -> None:
+    """SIGKILL the client mid-task: its block's pool loses the interchange and the job ends."""
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent(_CLIENT))
+    client = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+        env=slurm_env.env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "ready"
+        assert len(slurm_env.queue()) == 1
+        os.kill(client.pid, signal.SIGKILL)  # the client alone: what it started must notice
+        client.wait(10)
+        start = time.monotonic()
+        # heartbeat_threshold (3 s) for the pool to give up, then Slurm ends the job
+        _wait(lambda: slurm_env.queue() == [], 30, f"jobs left in squeue: {slurm_env.queue()}")
+        assert time.monotonic() - start < 30
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+        if client.stdout is not None:
+            client.stdout.close()
+        if slurm_env.queue():  # never leave a job for the next test
+            slurm_env.run("scancel", *slurm_env.queue(), check=False)
