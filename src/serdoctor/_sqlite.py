@@ -16,6 +16,7 @@ connection's.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,24 @@ def open_versioned(
     return conn
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a file this process has just created to WAL (readers never block the writer).
+
+    Changing the journal mode needs the file to itself, and SQLite answers "locked"
+    at once, without waiting, while another process reads it: try for a moment.
+    WAL is a setting of the file, so this is done once, by its creator; a file left
+    in the default journal mode still works, only with less concurrency.
+    """
+    for attempt in range(40):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.005 * (attempt + 1))
+
+
 def _tables(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
@@ -78,8 +97,7 @@ def _check(conn: sqlite3.Connection, path: Path, spec: FileKind, *, create: bool
     if "meta" not in tables and not tables and create:
         # Create under a write lock, in one transaction: a second process opening the
         # same new file waits here (busy_timeout), then finds every table and the meta rows.
-        conn.execute("PRAGMA journal_mode = WAL")  # an empty file: nothing of anyone's to change
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")  # waits (busy_timeout) while another process creates
         try:
             tables = _tables(conn)
             if not tables:
@@ -96,6 +114,7 @@ def _check(conn: sqlite3.Connection, path: Path, spec: FileKind, *, create: bool
             conn.rollback()
             raise
         if not tables:
+            _use_wal(conn)
             return
     if "meta" not in tables:
         conn.close()
