@@ -98,7 +98,7 @@ def registered_by_value() -> tuple[str, ...]:
 
 #: "reference" decisions already made, keyed by (id, by_value_modules): the object (which
 #: keeps the id valid), where its name is looked up again on every use, and the decision
-REFERENCE_CACHE: dict[tuple[int, tuple[str, ...]], tuple[Any, Any, str, CodeDecision]] = {}
+_REFERENCES: dict[tuple[int, tuple[str, ...]], tuple[Any, Any, str, CodeDecision]] = {}
 
 
 def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
@@ -111,7 +111,7 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
     remembered; using it again checks that the name still leads to the object.
     """
     key = (id(obj), by_value_modules)
-    known = REFERENCE_CACHE.get(key)
+    known = _REFERENCES.get(key)
     if known is not None and known[0] is obj:
         _, holder, attr, decision = known
         if getattr(holder, attr, None) is obj and not registered_by_value():
@@ -125,9 +125,9 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
             found, holder = _lookup(str(obj.__module__), qualname.rsplit(".", 1)[0])
             holder = holder if found else None
         if holder is not None:
-            if len(REFERENCE_CACHE) >= 4096:
-                REFERENCE_CACHE.clear()
-            REFERENCE_CACHE[key] = (obj, holder, qualname.rsplit(".", 1)[-1], decision)
+            if len(_REFERENCES) >= 4096:
+                _REFERENCES.clear()
+            _REFERENCES[key] = (obj, holder, qualname.rsplit(".", 1)[-1], decision)
     return decision
 
 
@@ -239,17 +239,6 @@ class Recorder:
         """Remember that an opt-in reducer sent ``obj`` as ``what``."""
         self.reduced.append((f"{type(obj).__module__}.{type(obj).__qualname__}", what))
 
-    def reset(self) -> None:
-        """Forget everything recorded, to serve the next payload (reused picklers)."""
-        if not (self._keep or self.modules or self.active or self.reduced):
-            return
-        self.reduced.clear()
-        self.decisions.clear()
-        self.modules.clear()
-        self._keep.clear()
-        self.active = False
-        self.by_value_seen = False
-
     def module(self, mod: types.ModuleType) -> CodeDecision:
         """Remember a module object reached in the graph.
 
@@ -261,16 +250,11 @@ class Recorder:
         known = self.decisions.get(key)
         if known is not None:
             return known
-        if sys.modules.get(mod.__name__) is mod:
-            decision = CodeDecision(
-                "module", mod.__name__, "reference", "module object: imported by name on arrival"
-            )
-            self.modules.add(mod.__name__)
-        else:
-            decision = CodeDecision(
-                "module", mod.__name__, "value", "module made at run time (not in sys.modules)"
-            )
+        decision = module_decision(mod)
+        if decision.how == "value":
             self.by_value_seen = True
+        else:
+            self.modules.add(mod.__name__)
         self.decisions[key] = decision
         self._keep.append(mod)
         return decision
@@ -282,7 +266,15 @@ class Recorder:
             self.modules.add(module)
 
 
-_MODULE_BY_NAME = CodeDecision("module", "", "reference", "imported by name on arrival")
+def module_decision(mod: types.ModuleType) -> CodeDecision:
+    """How a module object travels: by name when imported, by value when made at run time."""
+    if sys.modules.get(mod.__name__) is mod:
+        return CodeDecision(
+            "module", mod.__name__, "reference", "module object: imported by name on arrival"
+        )
+    return CodeDecision(
+        "module", mod.__name__, "value", "module made at run time (not in sys.modules)"
+    )
 
 
 class LeanRecorder(Recorder):
@@ -294,15 +286,6 @@ class LeanRecorder(Recorder):
 
     def code(self, obj: Any) -> CodeDecision:
         """Classify a function or class; remember its module when it goes by reference."""
-        known = REFERENCE_CACHE.get((id(obj), self.by_value_modules))
-        if (
-            known is not None
-            and known[0] is obj
-            and getattr(known[1], known[2], None) is obj
-            and not registered_by_value()
-        ):
-            self.modules.add(obj.__module__)
-            return known[3]
         decision = classify(obj, self.by_value_modules)
         if decision.how == "value":
             self.by_value_seen = True
@@ -312,11 +295,12 @@ class LeanRecorder(Recorder):
 
     def module(self, mod: types.ModuleType) -> CodeDecision:
         """Remember an imported module's name; a module made at run time goes by value."""
-        if sys.modules.get(mod.__name__) is not mod:
+        decision = module_decision(mod)
+        if decision.how == "value":
             self.by_value_seen = True
-            return CodeDecision("module", mod.__name__, "value", "module made at run time")
-        self.modules.add(mod.__name__)
-        return _MODULE_BY_NAME
+        else:
+            self.modules.add(mod.__name__)
+        return decision
 
     def reduced_to(self, obj: Any, what: str) -> None:
         """Nothing to remember: the fast path does not explain."""

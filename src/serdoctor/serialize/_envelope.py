@@ -170,6 +170,15 @@ def sign(frames: Sequence[Buffer], key: bytes) -> bytes:
     return mac.digest()
 
 
+def verify_tag(frames: Sequence[Buffer], tag: Buffer, key: bytes) -> None:
+    """Raise :class:`SignatureError` unless ``tag`` is the HMAC of ``frames`` under ``key``."""
+    if not hmac.compare_digest(sign(frames, key), bytes(tag)):
+        raise SignatureError(
+            "payload signature does not match: it was changed after it was made, or "
+            "signed with another key; nothing was unpickled"
+        )
+
+
 def pack(
     header: Header, body: Buffer, buffers: Sequence[Buffer], key: bytes | None
 ) -> list[Buffer]:
@@ -247,12 +256,7 @@ class Parsed:
                 "set): sign it with the same key where it is made, or load it with a "
                 "serializer without key= if you trust its source"
             )
-        expected = sign([self.head, self.body, *self.buffers], key)
-        if not hmac.compare_digest(expected, self.tag):
-            raise SignatureError(
-                "payload signature does not match: it was changed after it was made, or "
-                "signed with another key; nothing was unpickled"
-            )
+        verify_tag([self.head, self.body, *self.buffers], self.tag, key)
 
 
 def _truncated(what: str, need: int, have: int) -> DeserializationError:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hmac
 import pickle
 import threading
 import types
@@ -37,7 +36,6 @@ from serdoctor.serialize._checks import (
     check_header,
 )
 from serdoctor.serialize._classify import (
-    REFERENCE_CACHE,
     ByValueNeeded,
     CodeDecision,
     LeanRecorder,
@@ -113,7 +111,6 @@ class _Checked:
     """
 
     method: Method
-    method_name: str
     generation: int  # registry.generation when checked: a changed registry forgets
 
 
@@ -266,7 +263,6 @@ class Serializer:
             object.__setattr__(self, "_by_modules", {})
             object.__setattr__(self, "_generation", -1)
             object.__setattr__(self, "_fast_generation", -1)
-            self.__dict__.pop("_plain_kind", None)
 
     def __getstate__(self) -> dict[str, Any]:
         """The configuration, without the per-process caches (a Serializer pickles)."""
@@ -287,11 +283,8 @@ class Serializer:
                 and self.methods[0] == "pickle"
                 and registry.peek("pickle") is _PICKLE
             )
-            object.__setattr__(self, "_fast_ok", fast)
             object.__setattr__(self, "_fast_generation", registry.generation if fast else -1)
-            self._checked.clear()
-            self._heads.clear()
-        return bool(self.__dict__["_fast_ok"])
+        return self._fast_generation == registry.generation
 
     def __repr__(self) -> str:
         return (
@@ -310,9 +303,7 @@ class Serializer:
         buffers: list[env.Buffer],
         seed: CodeDecision | None = None,
     ) -> tuple[list[env.Buffer], Recorder]:
-        def callback(buf: pickle.PickleBuffer) -> bool:
-            return _out_of_band(buf, buffers)
-
+        callback = functools.partial(_out_of_band, buffers=buffers)
         recorder = Recorder(self.by_value_modules)
         if seed is not None:
             recorder.seed(obj, seed)
@@ -414,9 +405,7 @@ class Serializer:
                 _TEMPLATES[key] = kind
         return kind
 
-    def _dump_fast(
-        self, obj: Any
-    ) -> tuple[bytes, list[env.Buffer], Sequence[env.Buffer]] | None:
+    def _dump_fast(self, obj: Any) -> tuple[bytes, list[env.Buffer], Sequence[env.Buffer]] | None:
         """The common case without the general machinery: (head, body pieces, buffers).
 
         Plain pickle with a reused pickler, for a serializer without a proxy
@@ -426,11 +415,7 @@ class Serializer:
         recording every attempt for ``explain``. The header is the one the
         general path writes for the same payload.
         """
-        if (
-            type(obj) is types.FunctionType
-            and (id(obj), self.by_value_modules) not in REFERENCE_CACHE  # not known importable
-            and classify(obj, self.by_value_modules).how == "value"
-        ):
+        if type(obj) is types.FunctionType and classify(obj, self.by_value_modules).how == "value":
             return None  # pickle cannot send it: do not try
         reusable: _Reusable | None = getattr(self._local, "pickler", None)
         if reusable is None:
@@ -445,22 +430,20 @@ class Serializer:
             reusable.pickler.dump(obj)
             chunks = file[:]
             buffers: Sequence[env.Buffer] = reusable.buffers[:] if reusable.buffers else ()
-            if modules:
-                one = next(iter(modules)) if len(modules) == 1 else frozenset(modules)
-                kind = self._by_modules.get(one) or self._module_kind(one, recorder)
+            if not modules:
+                needs: str | frozenset[str] = _NO_MODULES
             else:
-                kind = self.__dict__.get("_plain_kind") or self._plain()
+                needs = next(iter(modules)) if len(modules) == 1 else frozenset(modules)
+            kind = self._by_modules.get(needs) or self._module_kind(needs, recorder)
         except Exception:
             self._local.pickler = None  # a fresh one next time: no state left from the failure
             return None
-        finally:  # reset for the next payload (Reusable.reset, inlined: this is the hot path)
+        finally:  # reset for the next payload
             reusable.pickler.clear_memo()
             file.clear()
             if reusable.buffers:
                 reusable.buffers.clear()
-            if modules:
-                modules.clear()
-            recorder.by_value_seen = False
+            recorder.reset()
             reusable.busy = False
         if len(chunks) == 1:
             size = len(chunks[0])
@@ -484,12 +467,6 @@ class Serializer:
         if len(self._by_modules) >= 256:
             self._by_modules.clear()
         self._by_modules[modules] = kind
-        return kind
-
-    def _plain(self) -> _Kind:
-        """The kind of a pickle payload that needs no module (cached per serializer)."""
-        kind = self._kind(_PICKLE, Recorder(), False, False, None)
-        object.__setattr__(self, "_plain_kind", kind)
         return kind
 
     def _tag(self, frames: Sequence[env.Buffer]) -> list[env.Buffer]:
@@ -686,7 +663,8 @@ class Serializer:
                 else:
                     fits = data[6] and size == body_end + env.TAG_SIZE
                     if fits:
-                        self._verify_one(data, body_end)
+                        view = memoryview(data)
+                        env.verify_tag([view[:body_end]], view[body_end:], self.key)
                 if fits:
                     # small bodies are cheaper to copy than to view
                     body = data[end:body_end] if body_end - end < 65536 else (
@@ -698,7 +676,7 @@ class Serializer:
                             raise
                         except Exception as exc:
                             raise _load_error(exc, "pickle") from exc
-                    return self._unpickle(checked.method, checked.method_name, body)
+                    return self._unpickle(checked.method, body)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"loads() takes bytes, bytearray or memoryview, not {type(data).__name__}"
@@ -766,9 +744,9 @@ class Serializer:
                 _, checked, body_end = known
                 body = memoryview(frames[1])
                 if body.nbytes == body_end - end and body.format == "B":
-                    if signed:
-                        self._verify_frames(head, body, frames[2])
-                    return self._unpickle(checked.method, checked.method_name, body)
+                    if self.key is not None:
+                        env.verify_tag([head, body], frames[2], self.key)
+                    return self._unpickle(checked.method, body)
         return self._load(env.parse_frames(frames), copy_buffers=False)
 
     # The fast path of loading. A header this serializer has already decoded and
@@ -799,25 +777,6 @@ class Serializer:
         self._heads[data[7:11]] = known
         return known
 
-    def _verify_one(self, data: bytes, body_end: int) -> None:
-        assert self.key is not None
-        view = memoryview(data)
-        expected = hmac.digest(self.key, view[:body_end], "sha256")
-        if not hmac.compare_digest(expected, view[body_end:]):
-            raise SignatureError(
-                "payload signature does not match: it was changed after it was made, or "
-                "signed with another key; nothing was unpickled"
-            )
-
-    def _verify_frames(self, head: bytes, body: memoryview, tag: env.Buffer) -> None:
-        assert self.key is not None
-        expected = env.sign([head, body], self.key)
-        if not hmac.compare_digest(expected, bytes(tag)):
-            raise SignatureError(
-                "payload signature does not match: it was changed after it was made, or "
-                "signed with another key; nothing was unpickled"
-            )
-
     def _remember(self, parsed: env.Parsed, method: Method) -> None:
         """Let the fast path recognise this header again (it passed every check quietly)."""
         header = parsed.header
@@ -830,7 +789,7 @@ class Serializer:
         if len(self._checked) >= 256:
             self._checked.clear()
         flags = parsed.head[6]
-        self._checked[(text[:i], flags)] = _Checked(method, header.method, registry.generation)
+        self._checked[(text[:i], flags)] = _Checked(method, registry.generation)
 
     def read_header(self, data: env.Buffer) -> env.Header:
         """Decode a payload's header without loading (or verifying) anything."""
@@ -877,12 +836,11 @@ class Serializer:
         if copy_buffers:
             buffers = [bytearray(b) for b in buffers]
         persistent = persistent_loader() if header.extra.get("persistent") else None
-        return self._unpickle(method, header.method, parsed.body, LoadContext(buffers, persistent))
+        return self._unpickle(method, parsed.body, LoadContext(buffers, persistent))
 
     def _unpickle(
         self,
         method: Method,
-        method_name: str,
         body: bytes | memoryview,
         context: LoadContext | None = None,
     ) -> Any:
@@ -893,7 +851,7 @@ class Serializer:
         except SerdoctorError:
             raise
         except Exception as exc:
-            raise _load_error(exc, method_name) from exc
+            raise _load_error(exc, method.name) from exc
 
 
 def _load_error(exc: Exception, method_name: str) -> SerdoctorError:
