@@ -263,3 +263,43 @@ def test_a_dropped_pickler_is_freed_at_once_not_by_the_garbage_collector() -> No
         tracemalloc.stop()
         gc.enable()
     assert kept < 2 * size, f"{kept} bytes still held after ten {size}-byte payloads"
+
+
+def test_a_signed_payload_without_its_tag_is_refused_by_an_unkeyed_serializer() -> None:
+    # a serializer without a key loads signed payloads without verifying them, but
+    # still refuses one whose signature frame was cut off, after warm-up as before
+    signer = serdoctor.Serializer(key=KEY)
+    plain = serdoctor.Serializer()
+    payload = signer.dumps({"a": 1})
+    assert plain.loads(payload) == {"a": 1}
+    assert plain.loads(payload) == {"a": 1}  # now through the fast path
+    for cut in (env.TAG_SIZE, 1):
+        with pytest.raises(DeserializationError):
+            plain.loads(payload[:-cut])
+
+
+def _named_later(x: int) -> int:
+    return x + 1
+
+
+def test_code_pickle_could_not_send_is_sent_by_reference_once_its_name_leads_to_it() -> None:
+    # the fast path remembers a function that had to go by value and does not try
+    # pickle for it again; the general path still decides afresh on every call
+    import sys
+
+    module = sys.modules[__name__]
+    s = serdoctor.Serializer()
+    fn = _named_later
+    try:
+        del module._named_later  # type: ignore[attr-defined]
+        for _ in range(3):
+            assert s.explain(fn).method == "cloudpickle"
+            assert s.loads(s.dumps(fn))(1) == 2
+            assert env.read_head(s.dumps(fn))[0].by_value
+        module._named_later = fn  # type: ignore[attr-defined]
+        for _ in range(3):
+            header = env.read_head(s.dumps(fn))[0]
+            assert header.method == "pickle" and not header.by_value
+            assert s.loads(s.dumps(fn)) is fn
+    finally:
+        module._named_later = fn  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ class CodeDecision:
     how: How
     reason: str
     importable: bool = False  # found by name: pickle's save_global sends it as is
+    module: str = ""  # the module a "reference" decision imports from
 
     @property
     def plumbing(self) -> bool:
@@ -96,9 +97,11 @@ def registered_by_value() -> tuple[str, ...]:
     return tuple(names) if names else ()
 
 
-#: "reference" decisions already made, keyed by (id, by_value_modules): the object (which
-#: keeps the id valid), where its name is looked up again on every use, and the decision
-_REFERENCES: dict[tuple[int, tuple[str, ...]], tuple[Any, Any, str, CodeDecision]] = {}
+#: "reference" decisions already made, keyed by the object's id (with by_value_modules, when
+#: there are any: an int key hashes much faster than a tuple, and this is the hot path): the
+#: object (which keeps the id valid), where its name is looked up again on every use, and
+#: the decision
+_REFERENCES: dict[Any, tuple[Any, Any, str, CodeDecision]] = {}
 
 
 def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
@@ -110,12 +113,18 @@ def classify(obj: Any, by_value_modules: tuple[str, ...] = ()) -> CodeDecision:
     ``register_pickle_by_value`` travel by value. A "reference" verdict is
     remembered; using it again checks that the name still leads to the object.
     """
-    key = (id(obj), by_value_modules)
+    key = (id(obj), by_value_modules) if by_value_modules else id(obj)
     known = _REFERENCES.get(key)
-    if known is not None and known[0] is obj:
-        _, holder, attr, decision = known
-        if getattr(holder, attr, None) is obj and not registered_by_value():
-            return decision
+    if (
+        known is not None
+        and known[0] is obj
+        and getattr(known[1], known[2], None) is obj
+        and (
+            "cloudpickle.cloudpickle" not in sys.modules  # the usual answer, without a call
+            or not registered_by_value()
+        )
+    ):
+        return known[3]
     decision = _classify(obj, by_value_modules)
     if decision.importable:
         module = sys.modules.get(str(obj.__module__))
@@ -166,7 +175,11 @@ def _classify(obj: Any, by_value_modules: tuple[str, ...]) -> CodeDecision:
     found, target = _lookup(module, qualname)
     if not found and module == "builtins":
         return CodeDecision(
-            kind, name, "reference", "builtin type, rebuilt by the method's helpers"
+            kind,
+            name,
+            "reference",
+            "builtin type, rebuilt by the method's helpers",
+            module=str(module),
         )
     if not found:
         if module not in sys.modules:
@@ -185,7 +198,9 @@ def _classify(obj: Any, by_value_modules: tuple[str, ...]) -> CodeDecision:
             "value",
             f"the name {name} now points at another object (a {what}, e.g. a decorator's wrapper)",
         )
-    return CodeDecision(kind, name, "reference", f"importable as {name}", importable=True)
+    return CodeDecision(
+        kind, name, "reference", f"importable as {name}", importable=True, module=str(module)
+    )
 
 
 _PLUMBING_CACHE: dict[int, CodeDecision] = {}
@@ -290,7 +305,7 @@ class LeanRecorder(Recorder):
         if decision.how == "value":
             self.by_value_seen = True
         else:
-            self.modules.add(str(obj.__module__))
+            self.modules.add(decision.module or str(obj.__module__))
         return decision
 
     def module(self, mod: types.ModuleType) -> CodeDecision:

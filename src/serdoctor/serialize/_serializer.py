@@ -114,6 +114,13 @@ class _Checked:
     generation: int  # registry.generation when checked: a changed registry forgets
 
 
+#: a checked header as the fast path of ``loads`` uses it: (the head's bytes, its method,
+#: where the body ends, registry.generation when checked, the whole payload's size, where
+#: the body starts)
+_Known = tuple[bytes, Method, int, int, int, int]
+_pickle_loads = pickle.loads  # bound once: the fast path of loads calls it
+
+
 class _Reusable:
     """A pickler kept per thread and serializer for the common case (see ``_dump_fast``).
 
@@ -132,6 +139,14 @@ class _Reusable:
         ctx = DumpContext(callback, None, by_value_modules, self.recorder, reducers)
         self.pickler = ReferencePickler(self.file, ctx)
         self.busy = False
+        #: functions and classes found to need by-value code, by id (see _dump_fast)
+        self.by_value: dict[int, Any] = {}
+
+
+class _PerThread(threading.local):
+    """A serializer's state per thread: its reused pickler (None until the first ``dumps``)."""
+
+    pickler: _Reusable | None = None  # a class attribute: every thread starts from it
 
 
 def _out_of_band(buf: pickle.PickleBuffer, buffers: list[env.Buffer]) -> bool:
@@ -211,9 +226,9 @@ class Serializer:
     """
 
     # per-process caches, dropped whenever the configuration changes (see __setattr__)
-    _local: threading.local
+    _local: _PerThread
     _checked: dict[tuple[bytes, int], _Checked]
-    _heads: dict[bytes, tuple[bytes, _Checked, int]]
+    _heads: dict[bytes, _Known]
     _by_modules: dict[str | frozenset[str], _Kind]
     _generation: int
     _fast_generation: int
@@ -257,7 +272,7 @@ class Serializer:
         """Set an attribute; a change of configuration drops what was cached for the old one."""
         object.__setattr__(self, name, value)
         if not name.startswith("_"):
-            object.__setattr__(self, "_local", threading.local())
+            object.__setattr__(self, "_local", _PerThread())
             object.__setattr__(self, "_checked", {})
             object.__setattr__(self, "_heads", {})
             object.__setattr__(self, "_by_modules", {})
@@ -415,38 +430,50 @@ class Serializer:
         recording every attempt for ``explain``. The header is the one the
         general path writes for the same payload.
         """
-        if type(obj) is types.FunctionType and classify(obj, self.by_value_modules).how == "value":
-            return None  # pickle cannot send it: do not try
-        reusable: _Reusable | None = getattr(self._local, "pickler", None)
+        reusable = self._local.pickler
         if reusable is None:
             reusable = self._local.pickler = _Reusable(self.by_value_modules, self.reducers)
-        elif reusable.busy:
-            return None
+        elif reusable.busy or (reusable.by_value and reusable.by_value.get(id(obj)) is obj):
+            return None  # reentrant, or code that pickle could not send last time
         reusable.busy = True
         file = reusable.file
         recorder = reusable.recorder
         modules = recorder.modules
+        pickler = reusable.pickler
         try:
-            reusable.pickler.dump(obj)
+            pickler.dump(obj)
             chunks = file[:]
             buffers: Sequence[env.Buffer] = reusable.buffers[:] if reusable.buffers else ()
             if not modules:
                 needs: str | frozenset[str] = _NO_MODULES
-            else:
-                needs = next(iter(modules)) if len(modules) == 1 else frozenset(modules)
-            kind = self._by_modules.get(needs) or self._module_kind(needs, recorder)
+            else:  # (one module is a str: the set is emptied, as the reset below would)
+                needs = modules.pop() if len(modules) == 1 else frozenset(modules)
+            kind = self._by_modules.get(needs) or self._module_kind(needs)
+        except ByValueNeeded:
+            # pickle cannot send it: the general path will. A function or class is
+            # remembered, so that sending it again does not try pickle first (the
+            # next call checks identity, and the general path decides afresh)
+            if isinstance(obj, (types.FunctionType, type)):
+                if len(reusable.by_value) >= 64:
+                    reusable.by_value.clear()
+                reusable.by_value[id(obj)] = obj
+            return None
         except Exception:
             self._local.pickler = None  # a fresh one next time: no state left from the failure
             return None
-        finally:  # reset for the next payload
-            reusable.pickler.clear_memo()
+        finally:  # reset for the next payload (recorder.reset(), inline: this is the hot path)
+            pickler.clear_memo()
             file.clear()
             if reusable.buffers:
                 reusable.buffers.clear()
-            recorder.reset()
+            if modules:
+                modules.clear()
+            recorder.by_value_seen = False
             reusable.busy = False
         if len(chunks) == 1:
             size = len(chunks[0])
+            if size < 4096 and not buffers:  # the usual case: a small payload
+                return kind.heads.get(size) or kind.head(size), chunks, buffers
         elif bytearray in map(type, chunks):
             # a large bytearray went in band: the general path sends it out of band
             return None
@@ -461,8 +488,10 @@ class Serializer:
             return kind.head(size, lengths), chunks, buffers
         return kind.heads.get(size) or kind.head(size), chunks, buffers
 
-    def _module_kind(self, modules: str | frozenset[str], recorder: Recorder) -> _Kind:
+    def _module_kind(self, modules: str | frozenset[str]) -> _Kind:
         """The kind of a pickle payload that needs these modules (cached per serializer)."""
+        recorder = LeanRecorder(self.by_value_modules)
+        recorder.modules.update((modules,) if isinstance(modules, str) else modules)
         kind = self._kind(_PICKLE, recorder, False, False, None)
         if len(self._by_modules) >= 256:
             self._by_modules.clear()
@@ -650,33 +679,28 @@ class Serializer:
         """
         if buffers is not None and env.is_envelope(data):
             return self._load_with_buffers(data, buffers)
-        if type(data) is bytes and data[:6] == _V1:
-            known = self._heads.get(data[7:11])  # by the header's length, then the bytes
+        if type(data) is bytes:
+            # recognised by the header's first 11 bytes (magic, version, flags, length),
+            # then by comparing the rest of it: nothing is parsed
+            known = self._heads.get(data[:11])
             if known is None or not data.startswith(known[0]):
-                known = self._known_head(data, 11 + int.from_bytes(data[7:11], "big"))
-            if known is not None and known[1].generation == registry.generation:
-                head, checked, body_end = known
-                end = len(head)
-                size = len(data)
-                if self.key is None:
-                    fits = size == body_end or (data[6] and size == body_end + env.TAG_SIZE)
-                else:
-                    fits = data[6] and size == body_end + env.TAG_SIZE
-                    if fits:
-                        view = memoryview(data)
-                        env.verify_tag([view[:body_end]], view[body_end:], self.key)
-                if fits:
-                    # small bodies are cheaper to copy than to view
-                    body = data[end:body_end] if body_end - end < 65536 else (
-                        memoryview(data)[end:body_end])  # fmt: skip
-                    if checked.method is _PICKLE:
-                        try:
-                            return pickle.loads(body)
-                        except SerdoctorError:
-                            raise
-                        except Exception as exc:
-                            raise _load_error(exc, "pickle") from exc
-                    return self._unpickle(checked.method, body)
+                known = self._known_head(data) if data[:6] == _V1 else None
+            if known is not None and known[3] == registry.generation and len(data) == known[4]:
+                _, method, body_end, _, _, end = known
+                if self.key is not None:
+                    view = memoryview(data)
+                    env.verify_tag([view[:body_end]], view[body_end:], self.key)
+                # small bodies are cheaper to copy than to view
+                body = data[end:body_end] if body_end - end < 65536 else (
+                    memoryview(data)[end:body_end])  # fmt: skip
+                if method is _PICKLE:
+                    try:
+                        return _pickle_loads(body)
+                    except SerdoctorError:
+                        raise
+                    except Exception as exc:
+                        raise _load_error(exc, "pickle") from exc
+                return self._unpickle(method, body)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"loads() takes bytes, bytearray or memoryview, not {type(data).__name__}"
@@ -736,17 +760,15 @@ class Serializer:
             head = frames[0]
             if type(head) is not bytes:
                 head = bytes(head)
-            end = len(head)
-            known = self._heads.get(head[7:11])
+            known = self._heads.get(head[:11])
             if (known is None or head != known[0]) and head[:6] == _V1:
-                known = self._known_head(head, end)
-            if known is not None and known[1].generation == registry.generation:
-                _, checked, body_end = known
+                known = self._known_head(head)
+            if known is not None and known[3] == registry.generation and len(head) == len(known[0]):
                 body = memoryview(frames[1])
-                if body.nbytes == body_end - end and body.format == "B":
+                if body.nbytes == known[2] - len(head) and body.format == "B":
                     if self.key is not None:
                         env.verify_tag([head, body], frames[2], self.key)
-                    return self._unpickle(checked.method, body)
+                    return self._unpickle(known[1], body)
         return self._load(env.parse_frames(frames), copy_buffers=False)
 
     # The fast path of loading. A header this serializer has already decoded and
@@ -755,12 +777,15 @@ class Serializer:
     # checked on every payload. Anything unexpected falls back to the general
     # path, which gives the precise error.
 
-    def _known_head(self, data: bytes, end: int) -> tuple[bytes, _Checked, int] | None:
-        """(head, checked header, end of the body) if ``data``'s head is of a checked kind.
+    def _known_head(self, data: bytes) -> _Known | None:
+        """What the fast path needs if ``data``'s head is of a kind already checked.
 
-        Remembered by the header's length (the next payload of the same kind
-        and size is recognised by comparing bytes, without parsing anything).
+        Remembered by the header's first 11 bytes: the next payload of the same
+        kind and size is recognised by comparing bytes, without parsing
+        anything. A payload whose signing does not fit this serializer (unsigned
+        for a serializer with a key) is left to the general path and its error.
         """
+        end = env.PREFIX_SIZE + int.from_bytes(data[7:11], "big")
         text = data[11:end]
         if not text.endswith(_NO_BUFFERS):
             return None
@@ -768,13 +793,18 @@ class Serializer:
         digits = text[i + 8 : -14]
         if i < 0 or not digits.isdigit():
             return None
+        signed = bool(data[6] & env.FLAG_SIGNED)
+        if self.key is not None and not signed:
+            return None
         checked = self._checked.get((text[:i], data[6]))
         if checked is None or checked.generation != registry.generation:
             return None
-        known = (data[:end], checked, end + int(digits))
+        body_end = end + int(digits)
+        total = body_end + env.TAG_SIZE if signed else body_end
+        known = (data[:end], checked.method, body_end, checked.generation, total, end)
         if len(self._heads) >= 1024:
             self._heads.clear()
-        self._heads[data[7:11]] = known
+        self._heads[data[:11]] = known
         return known
 
     def _remember(self, parsed: env.Parsed, method: Method) -> None:
