@@ -171,3 +171,114 @@ def test_bad_databases_get_one_clear_line_and_exit_2(tmp_path: Path, kind: str) 
 def test_the_api_raises_monitor_error(tmp_path: Path) -> None:
     with pytest.raises(MonitorError, match="no such monitoring database"):
         list_runs(tmp_path / "nothing.db")
+
+
+def _rows(db: Path, run_id: str) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(db) as conn:
+        return {
+            table: sorted(
+                tuple(r[1:])
+                for r in conn.execute(f"SELECT * FROM {table} WHERE run_id = ?", (run_id,))
+            )
+            for table in ("tasks", "status", "tries")
+        }
+
+
+def test_a_tasks_status_is_the_same_whether_or_not_it_shares_a_batch_with_its_row(
+    tmp_path: Path,
+) -> None:
+    # the writer folds a status change into the task's row when both are in one batch
+    db = tmp_path / "m.db"
+    runs = []
+    for split in (False, True):
+        w = MonitorWriter(db, interval=60)
+        try:
+            for task in range(3):
+                w.task_submitted(task, "f", method="pickle", payload_bytes=10, when=1.0)
+            if split:
+                w.flush()  # the rows are written before their status changes arrive
+            w.task_status(0, "sent", pool="p", when=2.0)
+            w.try_record(0, 0, pool="p", worker="pid 9", sent=2.0, started=2.1, ended=2.2,
+                         method="pickle", payload_bytes=10, result_bytes=5, done=True)  # fmt: skip
+            w.task_status(1, "retried", attempt=1, when=2.0)
+            w.task_status(1, "failed", attempt=1, detail="ValueError: x", when=3.0)
+            w.task_status(2, "cancelled", when=2.5)
+        finally:
+            w.close()
+        runs.append(w.run_id)
+    folded, separate = (_rows(db, run) for run in runs)
+    for rows in (folded, separate):  # "done" is timed when try_record is called: set it aside
+        rows["tasks"][0] = (*rows["tasks"][0][:4], None, *rows["tasks"][0][5:])
+        rows["status"] = [r if r[2] != "done" else (*r[:3], None, *r[4:]) for r in rows["status"]]
+    assert folded == separate
+    assert [t[3] for t in folded["tasks"]] == ["done", "failed", "cancelled"]
+    assert [t[5] for t in folded["tasks"]] == [0, 1, 0]  # tries
+    assert folded["tries"] == [
+        (0, 0, "p", "pid 9", 2.0, 2.1, 2.2, "pickle", 10, 5, 0, None, None, None)
+    ]
+
+
+def test_sqlite_is_written_by_a_low_priority_process_not_the_executors(tmp_path: Path) -> None:
+    import psutil
+
+    db = tmp_path / "m.db"
+    w = MonitorWriter(db, interval=60)
+    try:
+        sink = psutil.Process(w._sink.pid)
+        w.task_submitted(1, "f")
+        w.flush()  # (the process lowers its priority before it reads anything)
+        assert "serdoctor.monitor._sink" in " ".join(sink.cmdline())
+        assert sink.nice() > psutil.Process().nice()
+        assert any(Path(f.path) == db.resolve() for f in sink.open_files())
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 1
+    finally:
+        w.close()
+    assert not sink.is_running() or sink.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_killed_writing_process_stops_recording_with_one_warning(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    w = MonitorWriter(db, interval=0.01)
+    w.task_submitted(1, "f")
+    w.flush()
+    w._sink.kill()
+    with pytest.warns(RuntimeWarning, match=r"stopped recording to .*m\.db") as caught:
+        w._sink.wait(10)
+        for task in range(2, 50):  # recording goes on failing quietly: nothing raises
+            w.task_submitted(task, "f")
+        w.flush(timeout=5)
+        w.close()
+    assert len([c for c in caught if "stopped recording" in str(c.message)]) == 1
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 1
+
+
+def test_the_writing_process_ends_with_the_process_that_records(tmp_path: Path) -> None:
+    # a recording process killed outright: its writer sees the end of its input, writes
+    # what it was sent and ends (no process is left behind)
+    import psutil
+
+    db = tmp_path / "m.db"
+    code = (
+        "import os, sys, time\n"
+        "from serdoctor.monitor import MonitorWriter\n"
+        "w = MonitorWriter(sys.argv[1], interval=0.01)\n"
+        "for i in range(100):\n"
+        "    w.task_submitted(i, 'f')\n"
+        "w.flush()\n"
+        "print(w._sink.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        sink = psutil.Process(int(proc.stdout.readline()))
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    sink.wait(10)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 100

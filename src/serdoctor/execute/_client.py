@@ -577,9 +577,7 @@ class Executor(concurrent.futures.Executor):
                 task.future.set_exception(exc)
             return
         if self._monitor is not None:
-            from serdoctor.serialize._envelope import read_head
-
-            task.method, task.size = read_head(task.frames[0])[0].method, _size(task.frames)
+            task.method, task.size = _method_of(task.frames[0]), _size(task.frames)
             self._monitor.task_submitted(
                 task.id, task.name, method=task.method, payload_bytes=task.size,
                 when=task.submitted,
@@ -758,7 +756,6 @@ class Executor(concurrent.futures.Executor):
                     log.warning("checkpoint record failed for %s: %s", task.name, exc)
             if self._monitor is not None:
                 self._record_try(task, _size(frames), None)
-                self._monitor.task_status(task.id, "done", attempt=task.attempt, pool=pool)
             if not task.future.done():
                 if not task.future.running():
                     task.future.set_running_or_notify_cancel()
@@ -808,7 +805,7 @@ class Executor(concurrent.futures.Executor):
         self._monitor.try_record(
             task.id, task.attempt, pool=task.pool, worker=worker, sent=task.sent,
             started=started, ended=ended, method=task.method, payload_bytes=task.size,
-            result_bytes=result_bytes, exception=error,
+            result_bytes=result_bytes, exception=error, done=error is None,
         )  # fmt: skip
         task.pool = task.timing = task.sent = None
 
@@ -1049,6 +1046,23 @@ def _stop_zmq_gc() -> None:
 
 def _size(frames: list[Any]) -> int:
     return sum(memoryview(f).nbytes for f in frames)
+
+
+_METHODS: dict[bytes, str] = {}  # a payload's head -> its method (for monitoring)
+
+
+def _method_of(head: Any) -> str:
+    """The method named in a payload's header (the same head is decoded once, not per task)."""
+    key = bytes(head)
+    method = _METHODS.get(key)
+    if method is None:
+        from serdoctor.serialize._envelope import read_head
+
+        method = read_head(key)[0].method
+        if len(_METHODS) >= 1024:
+            _METHODS.clear()
+        _METHODS[key] = method
+    return method
 
 
 def _digest(env: dict[str, Any]) -> str:

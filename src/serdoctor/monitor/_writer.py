@@ -1,64 +1,41 @@
 """The monitoring writer: the executor's events, written to SQLite off the hot path.
 
-Every ``record``-style method only appends a tuple to a queue (well under a
-microsecond); one background thread takes what has accumulated, writes it in
-a single transaction every ``interval`` seconds (or sooner when ``batch``
-events are waiting), and commits. :meth:`MonitorWriter.close` flushes
-everything and marks the run ended. A database error stops recording with one
-warning; it never fails the tasks being monitored.
+Every ``record``-style method only appends a tuple to a deque (well under a
+microsecond, no lock); one background thread takes what has accumulated,
+writes it in a single transaction every ``interval`` seconds (or sooner when
+``batch`` events are waiting), and commits. The executor records the end of
+a successful try as one event, which the writer turns into its rows; a
+task's status change that arrives in the same batch as the task's own row is
+folded into that row rather than written as an ``UPDATE`` (the rows are the
+same, the statements fewer: monitoring must not slow the run it watches).
+:meth:`MonitorWriter.close` flushes everything and marks the run ended. A
+database error stops recording with one warning; it never fails the tasks
+being monitored.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import marshal
 import os
 import platform
-import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from serdoctor.monitor._causes import remedy_for
 from serdoctor.monitor._schema import connect
 
 _MAX_MESSAGE = 2000
 _FLUSH = "__flush__"
-
-_SQL = {
-    "task": "INSERT OR REPLACE INTO tasks (run_id, task_id, fn, submitted, status, status_time, "
-    "tries, method, payload_bytes, depends_on) VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?)",
-    "status": "INSERT INTO status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    "payload": "UPDATE tasks SET method = ?, payload_bytes = ? WHERE run_id = ? AND task_id = ?",
-    "task_status": "UPDATE tasks SET status = ?, status_time = ?, tries = max(tries, ?) "
-    "WHERE run_id = ? AND task_id = ?",
-    "try_sent": "INSERT OR REPLACE INTO tries (run_id, task_id, try, pool, worker, sent, method, "
-    "payload_bytes, proxies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "try": "INSERT OR REPLACE INTO tries (run_id, task_id, try, pool, worker, sent, started, "
-    "ended, method, payload_bytes, result_bytes, proxies, exc_type, exc_message, remedy) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "try_started": "UPDATE tries SET started = ?, pool = coalesce(?, pool), "
-    "worker = coalesce(?, worker) WHERE run_id = ? AND task_id = ? AND try = ?",
-    "try_ended": "UPDATE tries SET ended = ?, result_bytes = ?, exc_type = ?, exc_message = ?, "
-    "remedy = ? WHERE run_id = ? AND task_id = ? AND try = ?",
-    "pool": "INSERT OR REPLACE INTO pools (run_id, pool_id, host, pid, python, env_digest, "
-    "workers, block_id, registered, last_heartbeat, mismatch) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "heartbeat": "INSERT INTO heartbeats VALUES (?, ?, ?, ?)",
-    "pool_seen": "UPDATE pools SET last_heartbeat = ? WHERE run_id = ? AND pool_id = ?",
-    "pool_lost": "UPDATE pools SET lost = ? WHERE run_id = ? AND pool_id = ?",
-    "block": "INSERT INTO blocks (run_id, block_id, provider, job_id, state, submitted, reason, "
-    "stderr) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, block_id) DO UPDATE SET "
-    "state = excluded.state, reason = excluded.reason, stderr = excluded.stderr, "
-    "job_id = coalesce(excluded.job_id, job_id), "
-    "ended = CASE WHEN excluded.state IN ('completed', 'failed', 'cancelled') "
-    "THEN excluded.submitted ELSE ended END",
-    "run_end": "UPDATE runs SET ended = ? WHERE run_id = ?",
-}
 
 
 def _describe(exception: BaseException) -> tuple[str, str | None, str | None]:
@@ -68,14 +45,6 @@ def _describe(exception: BaseException) -> tuple[str, str | None, str | None]:
     with contextlib.suppress(Exception):
         message = str(exception)[:_MAX_MESSAGE]
     return exc_type, message, remedy_for(exc_type) or None
-
-
-# The order kinds are written in within one batch: a row is inserted before it is updated
-# (events of one kind keep their order; events of a task are recorded in this order).
-_ORDER = (
-    "task", "payload", "status", "task_status", "try", "try_sent", "try_started", "try_ended",
-    "pool", "heartbeat", "pool_seen", "pool_lost", "block", "run_end",
-)  # fmt: skip
 
 
 class MonitorWriter:
@@ -108,12 +77,12 @@ class MonitorWriter:
         self.run_id = uuid.uuid4().hex[:12]
         self.interval = interval
         self.batch = batch
-        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
-        self._pending = 0
+        # deque.append and popleft are atomic: the executor's threads never wait on a lock
+        self._events: collections.deque[tuple[str, tuple[Any, ...]] | None] = collections.deque()
         self._wake = threading.Event()
-        self._conn = connect(self.path, create=True)
-        with self._conn:
-            self._conn.execute(
+        conn = connect(self.path, create=True)  # a bad file is refused here, unchanged
+        with conn:
+            conn.execute(
                 "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
                 (
                     self.run_id,
@@ -126,19 +95,26 @@ class MonitorWriter:
                     json.dumps(dict(executor or {}), default=str),
                 ),
             )
+        conn.close()
         self._failed = False
         self._closed = False
+        self._flushes: dict[int, threading.Event] = {}
+        self._sink = _start_sink(self.path)
         self._thread = threading.Thread(
             target=self._loop, name="serdoctor-monitor-writer", daemon=True
         )
+        self._answers = threading.Thread(
+            target=self._listen, name="serdoctor-monitor-answers", daemon=True
+        )
         self._thread.start()
+        self._answers.start()
 
     # -- events (called from the executor's threads; each one only enqueues) --------------
 
     def _put(self, kind: str, params: tuple[Any, ...]) -> None:
-        self._queue.put((kind, params))
-        self._pending += 1
-        if self._pending >= self.batch:
+        events = self._events
+        events.append((kind, params))
+        if len(events) >= self.batch:
             self._wake.set()
 
     def task_submitted(
@@ -154,7 +130,10 @@ class MonitorWriter:
         """A task was submitted (state ``queued``)."""
         now = time.time() if when is None else when
         # the task's row says "queued" at ``submitted``: no status row is needed for it
-        self._put("task", (self.run_id, task_id, fn, now, now, method, payload_bytes, depends_on))
+        self._put(
+            "task",
+            (self.run_id, task_id, fn, now, "queued", now, 0, method, payload_bytes, depends_on),
+        )
 
     def task_payload(self, task_id: int, *, method: str, payload_bytes: int) -> None:
         """The stack's choice for the task: the method that carries it, and its size."""
@@ -191,17 +170,33 @@ class MonitorWriter:
         payload_bytes: int | None = None,
         result_bytes: int | None = None,
         exception: BaseException | None = None,
+        done: bool = False,
     ) -> None:
-        """A whole try at once, when it has ended (one row: the cheapest for the executor)."""
+        """A whole try at once, when it has ended (one row: the cheapest for the executor).
+
+        ``done=True`` (a try that succeeded) also records the task's status
+        ``done``, as ``task_status(task_id, "done", attempt=attempt, pool=pool)``
+        would, in the same event.
+        """
+        now = time.time()
+        ended = now if ended is None else ended
+        if done and exception is None:
+            self._put(
+                "done",
+                (task_id, attempt, pool, worker, sent, started, ended, method, payload_bytes,
+                 result_bytes, now),
+            )  # fmt: skip
+            return
         exc_type = exc_message = remedy = None
         if exception is not None:
             exc_type, exc_message, remedy = _describe(exception)
         self._put(
             "try",
-            (self.run_id, task_id, attempt, pool, worker, sent, started,
-             time.time() if ended is None else ended, method, payload_bytes, result_bytes, 0,
-             exc_type, exc_message, remedy),
+            (self.run_id, task_id, attempt, pool, worker, sent, started, ended, method,
+             payload_bytes, result_bytes, 0, exc_type, exc_message, remedy),
         )  # fmt: skip
+        if done:
+            self.task_status(task_id, "done", attempt=attempt, pool=pool, when=now)
 
     def try_sent(
         self,
@@ -303,7 +298,7 @@ class MonitorWriter:
         now = time.time() if when is None else when
         self._put("block", (self.run_id, block_id, provider, job_id, state, now, reason, stderr))
 
-    # -- the background writer -----------------------------------------------------------
+    # -- the background sender, and what the writing process answers ---------------------
 
     def _loop(self) -> None:
         done = False
@@ -312,10 +307,11 @@ class MonitorWriter:
             self._wake.clear()
             rows: list[tuple[str, tuple[Any, ...]]] = []
             flushed: list[threading.Event] = []
+            take = self._events.popleft
             while True:
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+                    item = take()
+                except IndexError:
                     break
                 if item is None:
                     done = True
@@ -324,43 +320,93 @@ class MonitorWriter:
                     flushed.append(item[1][0])
                     continue
                 rows.append(item)
-            self._pending = max(0, self._pending - len(rows))
             if rows and not self._failed:
-                self._write(rows)
+                self._send(("rows", self.run_id, rows))
             for marker in flushed:
-                marker.set()
+                token = id(marker)
+                self._flushes[token] = marker
+                if self._failed or not self._send(("flush", token)):
+                    self._flushes.pop(token, None)
+                    marker.set()
+        with contextlib.suppress(OSError):
+            self._stdin().close()  # end of input: the process writes what it has, and ends
 
-    def _write(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _stdin(self) -> IO[bytes]:
+        assert self._sink.stdin is not None
+        return self._sink.stdin
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
         try:
-            by_kind: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in _ORDER}
-            for kind, params in rows:
-                by_kind[kind].append(params)
-            with self._conn:  # one transaction; each kind in one executemany, inserts first
-                for kind in _ORDER:
-                    if by_kind[kind]:
-                        self._conn.executemany(_SQL[kind], by_kind[kind])
-        except Exception as exc:  # recording must never break the run it records
-            self._failed = True
-            warnings.warn(
-                f"serdoctor monitoring stopped recording to {self.path}: {exc}",
-                RuntimeWarning,
-                stacklevel=1,
-            )
+            data = marshal.dumps(message)
+            self._stdin().write(len(data).to_bytes(4, "big") + data)
+            self._stdin().flush()
+            return True
+        except (OSError, ValueError) as exc:  # the process is gone: say so once
+            self._stop(f"its writing process ended ({type(exc).__name__}: {exc})")
+            return False
+
+    def _listen(self) -> None:
+        assert self._sink.stdout is not None
+        for line in self._sink.stdout:
+            word, _, rest = line.decode("utf-8", "replace").rstrip("\n").partition(" ")
+            if word == "flushed":
+                marker = self._flushes.pop(int(rest), None)
+                if marker is not None:
+                    marker.set()
+            elif word == "error":
+                self._stop(rest)
+        code = self._sink.wait()
+        if code and not self._closed:
+            self._stop(f"its writing process ended with exit code {code}")
+        for marker in list(self._flushes.values()):  # nothing more will be written
+            marker.set()
+
+    def _stop(self, reason: str) -> None:
+        """Stop recording, with one warning (recording must never break the run it records)."""
+        if self._failed:
+            return
+        self._failed = True
+        warnings.warn(
+            f"serdoctor monitoring stopped recording to {self.path}: {reason}",
+            RuntimeWarning,
+            stacklevel=1,
+        )
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Write everything recorded so far (waits for the background thread)."""
+        """Write everything recorded so far (waits until it is committed, at most ``timeout``)."""
         marker = threading.Event()
-        self._queue.put((_FLUSH, (marker,)))
+        self._events.append((_FLUSH, (marker,)))
         self._wake.set()
         marker.wait(timeout)
 
     def close(self) -> None:
-        """Flush, mark the run ended, and stop the background thread."""
+        """Write everything, mark the run ended, and stop the thread and the writing process."""
         if self._closed:
             return
-        self._closed = True
         self._put("run_end", (time.time(), self.run_id))
-        self._queue.put(None)
+        self._events.append(None)
         self._wake.set()
         self._thread.join(30)
-        self._conn.close()
+        try:
+            self._sink.wait(30)
+        except subprocess.TimeoutExpired:
+            self._sink.kill()
+        self._closed = True
+        self._answers.join(30)
+        if self._sink.stdout is not None:
+            self._sink.stdout.close()
+
+
+def _start_sink(path: Path) -> subprocess.Popen[bytes]:
+    """Start the process that writes this run's events (see ``_sink``)."""
+    env = dict(os.environ)
+    # serdoctor itself must import there, wherever it was imported from here
+    home = str(Path(__file__).resolve().parents[2])  # the folder that holds serdoctor/
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "serdoctor.monitor._sink", str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # a Ctrl-C of the run is the executor's to handle
+    )

@@ -1,0 +1,146 @@
+"""The monitoring writer's own process: it writes the events it is sent into SQLite.
+
+:class:`~serdoctor.monitor.MonitorWriter` sends batches of events here over a
+pipe, so that the SQLite work (binding, B-trees, commits) runs in another
+process at a lower scheduling priority, never in the executor's process, and
+waits for CPU the executor's processes leave idle. Protocol, on standard
+input: a 4-byte big-endian length, then a ``marshal``-ed message, either
+``("rows", run_id, events)`` (written in one transaction) or ``("flush",
+token)``, answered on standard output with ``flushed TOKEN`` once everything
+before it is committed. A database error is answered with one ``error MESSAGE``
+line; later rows are read and dropped. End of input ends the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import signal
+import sys
+from typing import Any, BinaryIO
+
+from serdoctor.monitor._schema import connect
+
+_SQL = {
+    "task": "INSERT OR REPLACE INTO tasks (run_id, task_id, fn, submitted, status, status_time, "
+    "tries, method, payload_bytes, depends_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "status": "INSERT INTO status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "payload": "UPDATE tasks SET method = ?, payload_bytes = ? WHERE run_id = ? AND task_id = ?",
+    "task_status": "UPDATE tasks SET status = ?, status_time = ?, tries = max(tries, ?) "
+    "WHERE run_id = ? AND task_id = ?",
+    "try_sent": "INSERT OR REPLACE INTO tries (run_id, task_id, try, pool, worker, sent, method, "
+    "payload_bytes, proxies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "try": "INSERT OR REPLACE INTO tries (run_id, task_id, try, pool, worker, sent, started, "
+    "ended, method, payload_bytes, result_bytes, proxies, exc_type, exc_message, remedy) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "try_started": "UPDATE tries SET started = ?, pool = coalesce(?, pool), "
+    "worker = coalesce(?, worker) WHERE run_id = ? AND task_id = ? AND try = ?",
+    "try_ended": "UPDATE tries SET ended = ?, result_bytes = ?, exc_type = ?, exc_message = ?, "
+    "remedy = ? WHERE run_id = ? AND task_id = ? AND try = ?",
+    "pool": "INSERT OR REPLACE INTO pools (run_id, pool_id, host, pid, python, env_digest, "
+    "workers, block_id, registered, last_heartbeat, mismatch) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "heartbeat": "INSERT INTO heartbeats VALUES (?, ?, ?, ?)",
+    "pool_seen": "UPDATE pools SET last_heartbeat = ? WHERE run_id = ? AND pool_id = ?",
+    "pool_lost": "UPDATE pools SET lost = ? WHERE run_id = ? AND pool_id = ?",
+    "block": "INSERT INTO blocks (run_id, block_id, provider, job_id, state, submitted, reason, "
+    "stderr) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, block_id) DO UPDATE SET "
+    "state = excluded.state, reason = excluded.reason, stderr = excluded.stderr, "
+    "job_id = coalesce(excluded.job_id, job_id), "
+    "ended = CASE WHEN excluded.state IN ('completed', 'failed', 'cancelled') "
+    "THEN excluded.submitted ELSE ended END",
+    "run_end": "UPDATE runs SET ended = ? WHERE run_id = ?",
+}
+
+
+# The order kinds are written in within one batch: a row is inserted before it is updated
+# (events of one kind keep their order; events of a task are recorded in this order).
+_ORDER = (
+    "task", "payload", "status", "task_status", "try", "try_sent", "try_started", "try_ended",
+    "pool", "heartbeat", "pool_seen", "pool_lost", "block", "run_end",
+)  # fmt: skip
+
+
+def _statements(rows: list[tuple[str, tuple[Any, ...]]], run_id: str) -> dict[str, list[Any]]:
+    """The parameters of each statement a batch of events needs, by kind.
+
+    A ``done`` event becomes its try's row, a ``done`` status row and the
+    task's new status. A task's status change whose task row is inserted in
+    the same batch is folded into that row (its status, time and tries), in
+    the order the events came; the rest stay ``UPDATE`` statements.
+    """
+    by_kind: dict[str, list[Any]] = {kind: [] for kind in _ORDER}
+    inserted: dict[int, list[Any]] = {}  # task id -> its row's parameters, while in this batch
+    for kind, params in rows:
+        if kind == "done":
+            task_id, attempt, pool, worker, sent, started, ended, method, size, result, now = params
+            by_kind["try"].append(
+                (run_id, task_id, attempt, pool, worker, sent, started, ended, method, size,
+                 result, 0, None, None, None)
+            )  # fmt: skip
+            by_kind["status"].append((run_id, task_id, attempt, "done", now, pool, None, None))
+            params = ("done", now, attempt, run_id, task_id)
+            kind = "task_status"
+        if kind == "task":
+            row = list(params)
+            inserted[row[1]] = row
+            by_kind["task"].append(row)
+        elif kind == "task_status" and params[4] in inserted and params[3] == run_id:
+            row = inserted[params[4]]  # (run_id, task_id, fn, submitted, status, time, tries...)
+            row[4], row[5], row[6] = params[0], params[1], max(row[6], params[2])
+        else:
+            by_kind[kind].append(params)
+    return by_kind
+
+
+def write(conn: Any, events: list[tuple[str, tuple[Any, ...]]], run_id: str) -> None:
+    """Write one batch of events in one transaction (each kind in one executemany)."""
+    by_kind = _statements(events, run_id)
+    with conn:  # inserts first (see _ORDER)
+        for kind in _ORDER:
+            if by_kind[kind]:
+                conn.executemany(_SQL[kind], by_kind[kind])
+
+
+def _read(stream: BinaryIO, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            return None
+        data += more
+    return data
+
+
+def main(path: str) -> int:
+    """Write what arrives on standard input into the database at ``path``, until its end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the executor's shutdown ends this process
+    with contextlib.suppress(OSError):
+        os.nice(19)  # the executor's processes come first; this one catches up when they idle
+    source, answer = sys.stdin.buffer, sys.stdout.buffer
+    conn = connect(path, create=False)
+    failed = False
+    try:
+        while True:
+            head = _read(source, 4)
+            body = _read(source, int.from_bytes(head, "big")) if head is not None else None
+            if body is None:
+                return 0
+            message = marshal.loads(body)
+            if message[0] == "flush":
+                answer.write(b"flushed %d\n" % message[1])
+            elif not failed:
+                try:
+                    write(conn, message[2], message[1])
+                except Exception as exc:  # recording must never break the run it records
+                    failed = True
+                    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+                    answer.write(b"error " + text.encode("utf-8", "replace") + b"\n")
+            answer.flush()
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
