@@ -48,3 +48,27 @@ def test_a_monitored_run_records_tasks_tries_and_pools(tmp_path: Path) -> None:
     page = write_report(db, tmp_path / "report.html")
     assert "bad input" in page.read_text()
     assert os.path.getsize(page) > 1000
+
+
+@pytest.mark.timeout(60)
+def test_a_try_records_how_many_objects_its_payload_sent_as_proxies(tmp_path: Path) -> None:
+    from proxystore.connectors.file import FileConnector
+    from proxystore.store import Store
+
+    import serdoctor
+
+    db = tmp_path / "monitoring.db"
+    store = Store("monitoring-test", FileConnector(str(tmp_path / "store")), register=True)
+    try:
+        serializer = serdoctor.Serializer(proxy=serdoctor.ProxyPolicy(store, min_bytes=1 << 20))
+        with Executor(workers=1, serializer=serializer, monitoring=db, heartbeat=0.2,
+                      heartbeat_threshold=1.5) as ex:  # fmt: skip
+            two = ex.submit(lambda a, b: len(a) + len(b), b"x" * (2 << 20), "y" * (2 << 20))
+            none = ex.submit(len, b"small")
+            assert two.result(timeout=20) == 4 << 20
+            assert none.result(timeout=20) == 5
+    finally:
+        store.close()
+    with sqlite3.connect(db) as conn:
+        rows = dict(conn.execute("SELECT task_id, proxies FROM tries ORDER BY task_id"))
+    assert rows == {0: 2, 1: 0}

@@ -117,6 +117,7 @@ class _Task:
     spent: float = 0.0
     method: str | None = None
     size: int = 0
+    proxies: int = 0  # objects its payload sends as proxies (for monitoring)
     submitted: float = field(default_factory=time.time)
     sent: float | None = None
     pool: str | None = None
@@ -577,7 +578,7 @@ class Executor(concurrent.futures.Executor):
                 task.future.set_exception(exc)
             return
         if self._monitor is not None:
-            task.method, task.size = _method_of(task.frames[0]), _size(task.frames)
+            (task.method, task.proxies), task.size = _facts(task.frames[0]), _size(task.frames)
             self._monitor.task_submitted(
                 task.id, task.name, method=task.method, payload_bytes=task.size,
                 when=task.submitted,
@@ -805,7 +806,7 @@ class Executor(concurrent.futures.Executor):
         self._monitor.try_record(
             task.id, task.attempt, pool=task.pool, worker=worker, sent=task.sent,
             started=started, ended=ended, method=task.method, payload_bytes=task.size,
-            result_bytes=result_bytes, exception=error, done=error is None,
+            result_bytes=result_bytes, proxies=task.proxies, exception=error, done=error is None,
         )  # fmt: skip
         task.pool = task.timing = task.sent = None
 
@@ -1048,21 +1049,25 @@ def _size(frames: list[Any]) -> int:
     return sum(memoryview(f).nbytes for f in frames)
 
 
-_METHODS: dict[bytes, str] = {}  # a payload's head -> its method (for monitoring)
+_FACTS: dict[bytes, tuple[str, int]] = {}  # a payload's head -> its method and proxies
 
 
-def _method_of(head: Any) -> str:
-    """The method named in a payload's header (the same head is decoded once, not per task)."""
+def _facts(head: Any) -> tuple[str, int]:
+    """The method and the number of proxies a payload's header names (for monitoring).
+
+    The same head (same kind of payload, same size) is decoded once, not per task.
+    """
     key = bytes(head)
-    method = _METHODS.get(key)
-    if method is None:
+    facts = _FACTS.get(key)
+    if facts is None:
         from serdoctor.serialize._envelope import read_head
 
-        method = read_head(key)[0].method
-        if len(_METHODS) >= 1024:
-            _METHODS.clear()
-        _METHODS[key] = method
-    return method
+        header = read_head(key)[0]
+        facts = (header.method, len(header.extra.get("proxies") or ()))
+        if len(_FACTS) >= 1024:
+            _FACTS.clear()
+        _FACTS[key] = facts
+    return facts
 
 
 def _digest(env: dict[str, Any]) -> str:

@@ -74,10 +74,11 @@ def _statements(rows: list[tuple[str, tuple[Any, ...]]], run_id: str) -> dict[st
     inserted: dict[int, list[Any]] = {}  # task id -> its row's parameters, while in this batch
     for kind, params in rows:
         if kind == "done":
-            task_id, attempt, pool, worker, sent, started, ended, method, size, result, now = params
+            task_id, attempt, pool, worker, sent, started, ended, method, size, result = params[:10]
+            proxies, now = params[10:]
             by_kind["try"].append(
                 (run_id, task_id, attempt, pool, worker, sent, started, ended, method, size,
-                 result, 0, None, None, None)
+                 result, proxies, None, None, None)
             )  # fmt: skip
             by_kind["status"].append((run_id, task_id, attempt, "done", now, pool, None, None))
             params = ("done", now, attempt, run_id, task_id)

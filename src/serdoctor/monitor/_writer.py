@@ -169,6 +169,7 @@ class MonitorWriter:
         method: str | None = None,
         payload_bytes: int | None = None,
         result_bytes: int | None = None,
+        proxies: int = 0,
         exception: BaseException | None = None,
         done: bool = False,
     ) -> None:
@@ -184,7 +185,7 @@ class MonitorWriter:
             self._put(
                 "done",
                 (task_id, attempt, pool, worker, sent, started, ended, method, payload_bytes,
-                 result_bytes, now),
+                 result_bytes, proxies, now),
             )  # fmt: skip
             return
         exc_type = exc_message = remedy = None
@@ -193,7 +194,7 @@ class MonitorWriter:
         self._put(
             "try",
             (self.run_id, task_id, attempt, pool, worker, sent, started, ended, method,
-             payload_bytes, result_bytes, 0, exc_type, exc_message, remedy),
+             payload_bytes, result_bytes, proxies, exc_type, exc_message, remedy),
         )  # fmt: skip
         if done:
             self.task_status(task_id, "done", attempt=attempt, pool=pool, when=now)
