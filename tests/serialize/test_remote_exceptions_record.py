@@ -32,7 +32,13 @@ from serdoctor.serialize.exceptions._remote import (
     _rebuild_exception,
     reduce_exception,
 )
-from serdoctor.serialize.exceptions._values import MAX_TEXT, group_types, truncate
+from serdoctor.serialize.exceptions._values import (
+    CHAIN,
+    MAX_TEXT,
+    chain_node_dict,
+    group_types,
+    truncate,
+)
 
 GROUP: Any = group_types()[1]
 PRIMITIVES = (type(None), bool, int, float, complex, str, bytes)
@@ -350,8 +356,15 @@ def test_builtin_exceptions_travel_without_their_pickle() -> None:
     if sys.version_info >= (3, 11):
         exc.add_note("a note")
     record = reduce_exception(exc)[1][0]
-    assert [node.get("exact") for node in record["nodes"]] == [True, True]
-    assert all(node.get("pickle") is None for node in record["nodes"])
+    # a chain record: (tag, nodes), each node (tb, cause, context, suppress, class, args,
+    # frames, notes) and no pickle; the nodes are the exact nodes of a full record
+    assert record[0] == CHAIN and len(record[1]) == 2
+    assert [node[4] for node in record[1]] == ["ValueError", "KeyError"]
+    assert [node[5] for node in record[1]] == [("outer", 42), ("k",)]
+    assert record[1][0][1:4] == (1, 1, True)
+    full = [chain_node_dict(node) for node in record[1]]
+    assert [node.get("exact") for node in full] == [True, True]
+    assert all(node.get("pickle") is None for node in full)
     back = roundtrip(exc)
     assert type(back) is ValueError and back.args == ("outer", 42)
     assert type(back.__cause__) is KeyError and back.__cause__ is back.__context__
@@ -378,8 +391,9 @@ def test_never_raised_builtins_travel_as_a_compact_record() -> None:
     assert back.remote_traceback == "ValueError: bad value\n"
     assert roundtrip(RuntimeError()).remote_traceback == "RuntimeError\n"
     # anything more than args takes the full record
-    for full in (KeyError(("a", 1)), SystemExit(3), raised(ValueError("raised"))):
+    for full in (KeyError(("a", 1)), SystemExit(3)):
         assert isinstance(reduce_exception(full)[1][0], dict)
+    assert reduce_exception(raised(ValueError("raised")))[1][0][0] == CHAIN
 
 
 @pytest.mark.parametrize(
@@ -431,7 +445,9 @@ def test_tracebacklimit_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_records_of_the_first_format_still_load() -> None:
     # /1 records had every field in every node and a pickle for every exception
     exc = raised_call(_chained)
-    record = reduce_exception(exc)[1][0]
+    tag, nodes = reduce_exception(exc)[1][0]
+    assert tag == CHAIN
+    record: dict[str, Any] = {"root": 0, "nodes": [chain_node_dict(n) for n in nodes]}
     defaults = {"attrs": {}, "notes": None, "cause": None, "context": None, "suppress": False}
     for node in record["nodes"]:
         node.update({**defaults, **node, "exact": False, "group": None, "refs": []})
@@ -464,3 +480,71 @@ def test_tblib_reducers_installed_by_dask_do_not_change_the_records(run_python: 
         """
     ).stdout.split("\n")
     assert out[:2] == ["('bad value',)", "KeyError ('k',)"]
+
+
+# ---------------------------------------------------------------- chain records
+
+
+class _Custom(Exception):
+    pass
+
+
+def _mixed() -> None:
+    try:
+        raise _Custom("custom cause")
+    except _Custom as inner:
+        raise ValueError("outer") from inner
+
+
+def test_a_chain_with_one_node_that_needs_more_is_sent_as_a_full_record() -> None:
+    exc = raised_call(_mixed)
+    record = reduce_exception(exc)[1][0]
+    assert isinstance(record, dict)
+    outer, custom = record["nodes"]
+    assert outer["mro"] == [("builtins", "ValueError")] and outer["exact"] is True
+    assert outer["cause"] == 1 and isinstance(custom["pickle"], bytes)
+    back = roundtrip(exc)
+    assert type(back) is ValueError and type(back.__cause__) is _Custom
+    assert back.remote_traceback == "".join(traceback.format_exception(exc))
+
+
+def test_chain_and_full_records_of_one_exception_rebuild_alike() -> None:
+    exc = raised_call(_chained)
+    if sys.version_info >= (3, 11):
+        exc.add_note("a note")
+    tag, nodes = reduce_exception(exc)[1][0]
+    full = {"format": "serdoctor.exception/2", "root": 0,
+            "nodes": [chain_node_dict(n) for n in nodes]}  # fmt: skip
+    a, b = _rebuild_exception((tag, nodes)), _rebuild_exception(full)
+    for x, y in ((a, b), (a.__cause__, b.__cause__)):
+        assert type(x) is type(y) and x.args == y.args
+        assert x.remote_traceback == y.remote_traceback  # type: ignore[union-attr]
+        assert traceback.format_exception(x) == traceback.format_exception(y)
+    assert a.__suppress_context__ and a.__cause__ is a.__context__
+    assert getattr(a, "__notes__", None) == getattr(exc, "__notes__", None)
+
+
+_CHAIN_SAMPLE = reduce_exception(raised_call(_chained))[1][0]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.integers(0, 10), st.integers(0, 9), _primitive), min_size=1, max_size=4),
+    st.integers(0, 3),
+)
+def test_mutated_chain_records_never_raise(mutations: list[tuple[int, int, Any]], cut: int) -> None:
+    tag, nodes = _CHAIN_SAMPLE
+    changed = [list(node) for node in nodes]
+    for index, position, value in mutations:
+        node = changed[index % len(changed)]
+        if position < len(node):
+            node[position] = value
+        else:
+            del node[-1]  # a node of the wrong length
+    record = (tag, tuple(tuple(node) for node in changed)[: len(changed) - cut % 2])
+    exc = _rebuild_exception(record)
+    assert isinstance(exc, BaseException)
+    "".join(traceback.format_exception(exc))
+    assert isinstance(_rebuild_exception(reduce_exception(exc)[1][0]), BaseException)
+    for broken in ((tag, ()), (tag, "x"), ("other/1", nodes), (tag, (None,))):
+        assert isinstance(_rebuild_exception(broken), BaseException)

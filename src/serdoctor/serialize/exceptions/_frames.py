@@ -151,17 +151,14 @@ def build_traceback(frames: object) -> TracebackType | None:
     if not isinstance(frames, list) or not frames:
         return None
     now = time.monotonic()
-    made: list[tuple[FrameType, int, int]] = []
-    for entry in frames[: MAX_FRAMES + 1]:
+    head: TracebackType | None = None
+    for entry in reversed(frames[: MAX_FRAMES + 1]):  # linked from the innermost out
         found = _ARRIVALS.get(entry) if type(entry) is list and len(entry) == 5 else None
         if found is None or now - found[3] >= _EXISTS_TTL or not _still_served(entry, found[4]):
             found = _one_frame(entry, now)
             if found is None:
                 continue
-        made.append(found[:3])
-    head: TracebackType | None = None
-    for frame, lasti, lineno in reversed(made):
-        head = TracebackType(head, frame, lasti, lineno)
+        head = TracebackType(head, found[0], found[1], found[2])
     return head
 
 

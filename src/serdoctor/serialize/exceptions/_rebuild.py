@@ -14,7 +14,7 @@ import pickle
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from serdoctor.serialize.exceptions._frames import build_traceback
@@ -24,9 +24,11 @@ from serdoctor.serialize.exceptions._remote import (
     RemoteException,
 )
 from serdoctor.serialize.exceptions._values import (
+    CHAIN,
     FORMAT,
     READABLE_FORMATS,
     builtin_class,
+    chain_node_dict,
     group_types,
     python_minor,
     safe_str,
@@ -49,6 +51,8 @@ def rebuild(record: Any) -> BaseException:
     on a malformed record (the caller turns that into a :class:`RemoteException`).
     """
     if type(record) is tuple:
+        if len(record) == 2:
+            return _rebuild_chain(record)
         return _rebuild_compact(record)
     exact = _rebuild_exact(record)
     return exact if exact is not None else _Rebuilder(record).run()
@@ -81,6 +85,43 @@ def _rebuild_compact(record: tuple[Any, ...]) -> BaseException:
     return _Rebuilder({"format": FORMAT, "root": 0, "nodes": [node]}).run()
 
 
+def _rebuild_chain(record: tuple[Any, ...]) -> BaseException:
+    """Rebuild a chain record ``(CHAIN, nodes)`` (see ``chain_node_dict``).
+
+    Each node is ``builtins.<qualname>(*args)``; a node that does not make its
+    class here sends the whole record the general way (as full-record nodes).
+    """
+    tag, nodes = record
+    if tag != CHAIN or type(nodes) is not tuple or not nodes:
+        raise ValueError("malformed chain exception record")
+    built: list[BaseException] = []
+    for node in nodes:
+        cls = _builtin_exception(node[4]) if type(node) is tuple and len(node) == 8 else None
+        obj = None
+        if cls is not None and type(node[5]) is tuple:
+            try:
+                obj = cls(*node[5])
+            except Exception:
+                obj = None
+        if obj is None or type(obj) is not cls:
+            full = [chain_node_dict(n) for n in nodes]  # ValueError for a malformed node
+            return _Rebuilder({"format": FORMAT, "root": 0, "nodes": full}).run()
+        built.append(obj)
+    count = len(nodes)
+    for index, node in enumerate(nodes):
+        _tb, cause, context, suppress, _qualname, _args, frames, notes = node
+        _link(
+            built[index],
+            built[cause] if type(cause) is int and 0 <= cause < count else None,
+            built[context] if type(context) is int and 0 <= context < count else None,
+            bool(suppress),
+            frames,
+            notes,
+            _compose(nodes, index),
+        )
+    return built[0]
+
+
 class _CycleError(Exception):
     """A pickle refers (through its arguments) to an exception being built."""
 
@@ -103,6 +144,7 @@ class _Rebuilder:
         if not isinstance(nodes, list) or not isinstance(root, int) or not 0 <= root < len(nodes):
             raise ValueError("the record has no valid root")
         self.nodes: list[dict[str, Any]] = [n if isinstance(n, dict) else {} for n in nodes]
+        self.links = _links(self.nodes)
         self.root = root
         self.built: dict[int, BaseException] = {}
         self.building: set[int] = set()
@@ -275,7 +317,7 @@ class _Rebuilder:
     # -- links, notes, traceback (all exceptions exist by now)
 
     def finish(self, index: int) -> None:
-        tb = _finish(self.nodes, self.built, index)
+        tb = _finish(self.nodes, self.links, self.built, index)
         if index in self.standins:
             obj = self.built[index]
             refs = self.nodes[index].get("refs")
@@ -286,7 +328,7 @@ class _Rebuilder:
 
     def compose(self, index: int) -> str:
         """The remote text of the whole chain, oldest first, as ``traceback`` prints it."""
-        return _compose(self.nodes, index)
+        return _compose(self.links, index)
 
     # -- classes
 
@@ -324,19 +366,43 @@ class _Rebuilder:
 # ---------------------------------------------------------------- helpers
 
 
+def _links(nodes: list[dict[str, Any]]) -> list[tuple[Any, Any, Any, Any]]:
+    """Each node's ``(tb, cause, context, suppress)``: what :func:`_compose` follows."""
+    return [(n.get("tb"), n.get("cause"), n.get("context"), n.get("suppress")) for n in nodes]
+
+
 def _finish(
-    nodes: list[dict[str, Any]], built: dict[int, BaseException], index: int
+    nodes: list[dict[str, Any]],
+    links: list[tuple[Any, Any, Any, Any]],
+    built: dict[int, BaseException],
+    index: int,
 ) -> types.TracebackType | None:
     """Put back links, notes, frames and remote text on ``built[index]``; its traceback."""
     node = nodes[index]
-    obj = built[index]
     count = len(nodes)
     cause, context = node.get("cause"), node.get("context")
-    cause = built[cause] if isinstance(cause, int) and 0 <= cause < count else None
-    context = built[context] if isinstance(context, int) and 0 <= context < count else None
-    frames = node.get("frames")
+    return _link(
+        built[index],
+        built[cause] if isinstance(cause, int) and 0 <= cause < count else None,
+        built[context] if isinstance(context, int) and 0 <= context < count else None,
+        bool(node.get("suppress")),
+        node.get("frames"),
+        node.get("notes"),
+        _compose(links, index),
+    )
+
+
+def _link(
+    obj: BaseException,
+    cause: BaseException | None,
+    context: BaseException | None,
+    suppress: bool,
+    frames: object,
+    notes: object,
+    remote: str,
+) -> types.TracebackType | None:
+    """Set ``obj``'s cause, context, traceback (built from ``frames``), notes and remote text."""
     tb = build_traceback(frames) if frames else None
-    suppress = bool(node.get("suppress"))
     try:  # past a class's own __setattr__ (see _set); one try for the usual case
         object.__setattr__(obj, "__cause__", cause)
         object.__setattr__(obj, "__context__", context)
@@ -349,26 +415,23 @@ def _finish(
         _set(obj, "__suppress_context__", suppress)
         if tb is not None:
             _set(obj, "__traceback__", tb)
-    notes = node.get("notes")
-    if isinstance(notes, list) and "__notes__" not in obj.__dict__:
+    if notes is not None and isinstance(notes, (list, tuple)) and "__notes__" not in obj.__dict__:
         _set(obj, "__notes__", [n for n in notes if isinstance(n, str)])
-    _set(obj, "remote_traceback", _compose(nodes, index))
+    _set(obj, "remote_traceback", remote)
     return tb
 
 
-def _compose(nodes: list[dict[str, Any]], index: int) -> str:
-    """The remote text of the chain from ``index``, oldest first, as ``traceback`` prints it."""
-    count = len(nodes)
-    node = nodes[index]
-    text = node.get("tb")
+def _compose(links: Sequence[Sequence[Any]], index: int) -> str:
+    """The remote text of the chain from ``index``, oldest first, as ``traceback`` prints it.
+
+    ``links[i]`` starts with node ``i``'s ``(tb, cause, context, suppress)``.
+    """
+    link = links[index]
+    text, cause, context, suppress = link[0], link[1], link[2], link[3]
     text = text if type(text) is str else ""
-    cause, context = node.get("cause"), node.get("context")
-    if (
-        cause is None
-        and (context is None or node.get("suppress"))
-        and len(text) <= (MAX_COMPOSED_TRACEBACK)
-    ):
+    if cause is None and (context is None or suppress) and len(text) <= MAX_COMPOSED_TRACEBACK:
         return text  # the common case: nothing chained
+    count = len(links)
     parts: list[str] = [text]
     seen = {index}
     size = len(text)
@@ -379,7 +442,7 @@ def _compose(nodes: list[dict[str, Any]], index: int) -> str:
         if isinstance(cause, int) and 0 <= cause < count:
             parts.append(_CAUSE)
             current = cause
-        elif isinstance(context, int) and 0 <= context < count and not node.get("suppress"):
+        elif isinstance(context, int) and 0 <= context < count and not suppress:
             parts.append(_CONTEXT)
             current = context
         else:
@@ -387,12 +450,11 @@ def _compose(nodes: list[dict[str, Any]], index: int) -> str:
         if current in seen:  # a cycle: it ends after the separator, as it always did
             break
         seen.add(current)
-        node = nodes[current]
-        text = node.get("tb")
+        link = links[current]
+        text, cause, context, suppress = link[0], link[1], link[2], link[3]
         text = text if type(text) is str else ""
         parts.append(text)
         size += len(text)
-        cause, context = node.get("cause"), node.get("context")
     return "".join(reversed(parts))
 
 
@@ -419,8 +481,9 @@ def _rebuild_exact(record: Any) -> BaseException | None:
         if obj is None:
             return None
         built[index] = obj
+    links = _links(nodes)
     for index in range(len(nodes)):
-        _finish(nodes, built, index)
+        _finish(nodes, links, built, index)
     return built[root]
 
 

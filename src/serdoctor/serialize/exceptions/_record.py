@@ -41,6 +41,14 @@ its primitive ``args`` (``ValueError("bad value")``, see ``compact_args``)
 travels as the tuple ``(qualname, args, text)`` instead, ``text`` being its
 formatted traceback text: ``builtins.<qualname>(*args)`` rebuilds it.
 
+The chain record: when every node would be an ``exact`` node of a class
+every Python has, with no attributes (a ``ValueError`` raised from a
+``KeyError``, a ``ZeroDivisionError`` with a note), the record is the tuple
+``(CHAIN, nodes)`` and each node the tuple ``(tb, cause, context, suppress,
+qualname, args, frames, notes)``: the same facts in fewer, cheaper objects
+(``chain_node_dict`` gives a node's full form). Otherwise every node is a
+dict as above.
+
 Everything in a record is ``None``, ``bool``, ``int``, ``float``, ``complex``,
 ``str``, ``bytes`` or lists/tuples/dicts/sets of them, so the outer pickle of a
 record names no global but the rebuild function: the exception's own module is
@@ -65,6 +73,7 @@ from typing import Any
 
 from serdoctor.serialize.exceptions._text import format_own_text, walk_traceback
 from serdoctor.serialize.exceptions._values import (
+    CHAIN,
     FORMAT,
     MAX_DEPTH,
     MAX_ITEMS,
@@ -72,6 +81,7 @@ from serdoctor.serialize.exceptions._values import (
     MAX_TEXT,
     PICKLE_PROTOCOL,
     attributes,
+    chain_node_dict,
     class_names,
     compact_args,
     core,
@@ -254,18 +264,24 @@ class _Capture:
             self.marker = self._append(self.marker_factory(message), 0)
         return self.marker
 
-    def run(self, root: BaseException) -> dict[str, Any]:
+    def run(self, root: BaseException) -> dict[str, Any] | tuple[str, tuple[Any, ...]]:
         self.add(root, 0)
-        nodes: list[dict[str, Any]] = []
+        nodes: list[dict[str, Any] | tuple[Any, ...]] = []
+        chain = True  # every node is a chain record's node so far
         while len(nodes) < len(self.objects):
             try:
-                nodes.append(self.describe(len(nodes)))
+                node = self.describe(len(nodes))
             except Exception as error:  # one odd exception must not cost the others
                 reason = f"{type(error).__name__}: {safe_str(error)}"
-                nodes.append(minimal_record(self.objects[len(nodes)], reason)["nodes"][0])
-        return {"format": FORMAT, "root": 0, "nodes": nodes}
+                node = minimal_record(self.objects[len(nodes)], reason)["nodes"][0]
+            chain = chain and type(node) is tuple
+            nodes.append(node)
+        if chain:
+            return CHAIN, tuple(nodes)
+        full = [chain_node_dict(n) if type(n) is tuple else n for n in nodes]
+        return {"format": FORMAT, "root": 0, "nodes": full}
 
-    def describe(self, position: int) -> dict[str, Any]:
+    def describe(self, position: int) -> dict[str, Any] | tuple[Any, ...]:
         exc = self.objects[position]
         facts = type_facts(type(exc))
         if facts.builtin:
@@ -274,11 +290,14 @@ class _Capture:
                 return node
         return self.describe_any(exc, self.depths[position])
 
-    def describe_exact(self, exc: BaseException, facts: Any, depth: int) -> dict[str, Any] | None:
+    def describe_exact(
+        self, exc: BaseException, facts: Any, depth: int
+    ) -> dict[str, Any] | tuple[Any, ...] | None:
         """Describe an exception that rebuilds from its record, quickly.
 
         :meth:`describe_any`'s node for an exception that ``record_rebuilds``, in fewer
-        steps (a builtin class has no ``__getattr__`` or properties to dodge); else None.
+        steps (a builtin class has no ``__getattr__`` or properties to dodge), as a
+        chain record's node when it can be one; else None.
         """
         state = exc.__dict__
         args = exc.args
@@ -304,6 +323,12 @@ class _Capture:
             own = own if len(own) <= MAX_TEXT else truncate(own, keep_tail=True)
         else:
             own = self.text(exc, rows, text)
+        attrs = attributes(exc) if facts.descriptors or state else None
+        if facts.compact and not attrs:  # a node of a chain record (see the module docstring)
+            cause_at = None if cause is None else self.add(cause, depth + 1)
+            context_at = None if context is None else self.add(context, depth + 1)
+            return (own, cause_at, context_at, exc.__suppress_context__, facts.names[0][1],
+                    args, frames, None if notes is None else tuple(notes))  # fmt: skip
         # fields at their default are left out (see the module docstring)
         node: dict[str, Any]
         if facts.compact:  # a class every Python has: the receiver never needs a stand-in
@@ -326,10 +351,8 @@ class _Capture:
             node["context"] = self.add(context, depth + 1)
         if exc.__suppress_context__:
             node["suppress"] = True
-        if facts.descriptors or state:
-            attrs = attributes(exc)
-            if attrs:
-                node["attrs"] = attrs
+        if attrs:
+            node["attrs"] = attrs
         return node
 
     def describe_any(self, exc: BaseException, depth: int) -> dict[str, Any]:
@@ -432,7 +455,7 @@ def capture(
     *,
     marker: Callable[[str], BaseException],
     custom_reduce: object = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | tuple[str, tuple[Any, ...]]:
     """Describe ``exc`` and every exception reachable from it as a portable record.
 
     ``marker(message)`` makes the exception that replaces what lies beyond the

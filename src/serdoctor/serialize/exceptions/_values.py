@@ -16,6 +16,7 @@ from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any
 
 __all__ = [
+    "CHAIN",
     "FORMAT",
     "MAX_DEPTH",
     "MAX_NODES",
@@ -24,6 +25,7 @@ __all__ = [
     "NotPortable",
     "attributes",
     "builtin_class",
+    "chain_node_dict",
     "class_names",
     "compact_args",
     "core",
@@ -44,6 +46,8 @@ FORMAT = "serdoctor.exception/2"
 """Records written here. /2 added ``exact`` nodes (no pickle, default fields left out)."""
 READABLE_FORMATS = frozenset({"serdoctor.exception/1", FORMAT})
 """Records read here: /1 records are /2 records whose nodes have every field."""
+CHAIN = "serdoctor.chain/1"
+"""The tag of a chain record: ``(CHAIN, nodes)``, see :func:`chain_node_dict`."""
 MAX_TEXT = 64 * 1024
 """Characters kept of a message, repr, note, argument or traceback text."""
 MAX_DEPTH = 100
@@ -474,3 +478,34 @@ def instance_dict(exc: BaseException) -> dict[str, Any]:
 def python_minor() -> str:
     """``"3.11"``: by-value inner pickles load only on the Python that made them."""
     return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def chain_node_dict(node: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``exact`` node of a full record that says what one node of a chain record says.
+
+    A chain record ``(CHAIN, nodes)`` is the short form of a record whose
+    nodes are all exact nodes of classes every Python has, with no
+    attributes: each node is the tuple ``(tb, cause, context, suppress,
+    qualname, args, frames, notes)`` (its links first, where the text of a
+    chain is composed from). A node of another shape raises ``ValueError``.
+    """
+    if type(node) is not tuple or len(node) != 8:
+        raise ValueError("malformed chain record node")
+    tb, cause, context, suppress, qualname, args, frames, notes = node
+    # what an exact node of a class every Python has holds (fields at their default left out)
+    out: dict[str, Any] = {
+        "mro": [("builtins", qualname)],
+        "args": list(args) if isinstance(args, (list, tuple)) else args,
+        "frames": frames,
+        "tb": tb,
+        "exact": True,
+    }
+    if notes is not None:
+        out["notes"] = list(notes) if isinstance(notes, (list, tuple)) else notes
+    if cause is not None:
+        out["cause"] = cause
+    if context is not None:
+        out["context"] = context
+    if suppress:
+        out["suppress"] = suppress
+    return out
