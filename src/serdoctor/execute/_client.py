@@ -1049,25 +1049,15 @@ def _size(frames: list[Any]) -> int:
     return sum(memoryview(f).nbytes for f in frames)
 
 
-_FACTS: dict[bytes, tuple[str, int]] = {}  # a payload's head -> its method and proxies
-
-
 def _facts(head: Any) -> tuple[str, int]:
     """The method and the number of proxies a payload's header names (for monitoring).
 
-    The same head (same kind of payload, same size) is decoded once, not per task.
+    ``read_head`` keeps the headers it decoded: the same head is not decoded per task.
     """
-    key = bytes(head)
-    facts = _FACTS.get(key)
-    if facts is None:
-        from serdoctor.serialize._envelope import read_head
+    from serdoctor.serialize._envelope import read_head
 
-        header = read_head(key)[0]
-        facts = (header.method, len(header.extra.get("proxies") or ()))
-        if len(_FACTS) >= 1024:
-            _FACTS.clear()
-        _FACTS[key] = facts
-    return facts
+    header = read_head(head)[0]
+    return header.method, len(header.extra.get("proxies") or ())
 
 
 def _digest(env: dict[str, Any]) -> str:

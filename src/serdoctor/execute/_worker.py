@@ -3,7 +3,10 @@
 Frames between a pool and its workers (a stream socket, so each message is
 length-prefixed)::
 
-    task id (8 bytes) | frame count (4) | each frame's length (8 each) | the frames
+    task id (8 bytes) | frame count (4) | the frames' total length (8)
+    | each frame's length (8 each) | the frames
+
+(the receiver reads the fixed part, then the rest in one read).
 
 A worker unpickles a task only through ``Serializer.loads_frames`` with the
 executor's key, so an envelope whose tag does not verify is never unpickled.
@@ -22,18 +25,27 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-_HEAD = struct.Struct(">QI")
+_HEAD = struct.Struct(">QIQ")
 _LEN = struct.Struct(">Q")
 
 
 def send_frames(sock: socket.socket, task_id: int, frames: Sequence[Any]) -> None:
-    """Send one message (blocking until the whole of it is written)."""
+    """Send one message (blocking until the whole of it is written).
+
+    One ``sendmsg`` call gathers the header and every frame (one system call
+    for a small message, no copy); whatever it did not write is sent after it.
+    """
     views = [memoryview(f).cast("B") for f in frames]
-    header = _HEAD.pack(task_id, len(views)) + b"".join(_LEN.pack(v.nbytes) for v in views)
-    sock.sendall(header)
-    for view in views:
-        if view.nbytes:
-            sock.sendall(view)
+    lengths = [v.nbytes for v in views]
+    header = _HEAD.pack(task_id, len(views), sum(lengths)) + b"".join(map(_LEN.pack, lengths))
+    parts = [memoryview(header), *(v for v in views if v.nbytes)]
+    sent = sock.sendmsg(parts)
+    for part in parts:
+        if sent >= part.nbytes:
+            sent -= part.nbytes
+            continue
+        sock.sendall(part[sent:])
+        sent = 0
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytearray | None:
@@ -53,17 +65,13 @@ def recv_frames(sock: socket.socket) -> tuple[int, list[memoryview]] | None:
     head = _recv_exactly(sock, _HEAD.size)
     if head is None:
         return None
-    task_id, count = _HEAD.unpack(head)
-    lengths_raw = _recv_exactly(sock, _LEN.size * count) if count else bytearray()
-    if lengths_raw is None:
+    task_id, count, total = _HEAD.unpack(head)
+    rest = _recv_exactly(sock, _LEN.size * count + total) if count else bytearray()
+    if rest is None:
         return None
-    lengths = [_LEN.unpack_from(lengths_raw, i * _LEN.size)[0] for i in range(count)]
-    body = _recv_exactly(sock, sum(lengths)) if lengths else bytearray()
-    if body is None:
-        return None
-    view = memoryview(body)
-    frames, pos = [], 0
-    for n in lengths:
+    view = memoryview(rest)
+    frames, pos = [], _LEN.size * count
+    for n in struct.unpack_from(f">{count}Q", rest):
         frames.append(view[pos : pos + n])
         pos += n
     return task_id, frames
