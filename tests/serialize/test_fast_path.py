@@ -303,3 +303,19 @@ def test_code_pickle_could_not_send_is_sent_by_reference_once_its_name_leads_to_
             assert s.loads(s.dumps(fn)) is fn
     finally:
         module._named_later = fn  # type: ignore[attr-defined]
+
+
+def test_payloads_of_several_kinds_in_turn_load_as_themselves() -> None:
+    # the fast path remembers the last header it met and the others by their start
+    s = serdoctor.Serializer(key=KEY)
+    values = [{"a": 1}, os.path.join, [1, 2, 3], ValueError("x"), {"a": 2}, "text" * 50]
+    payloads = [s.dumps(v) for v in values]
+    for _ in range(3):
+        for value, payload in zip(values, payloads, strict=True):
+            back = s.loads(payload)
+            if isinstance(value, ValueError):
+                assert type(back) is ValueError and back.args == value.args
+            else:
+                assert back == value
+    with pytest.raises(SignatureError):
+        s.loads(payloads[0][:-1] + bytes([payloads[0][-1] ^ 1]))

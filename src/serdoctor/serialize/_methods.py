@@ -147,6 +147,8 @@ class Chunks(list[Any]):
     write = list.append
 
 
+# kinds of object reducer_override meets (in this order: _FUNCTION and _CLASS are the two
+# after _PLAIN, which reducer_override tests with one comparison)
 _PLAIN, _FUNCTION, _CLASS, _EXCEPTION, _MEMORYVIEW, _MODULE, _BUILTIN, _NOT_DATA = range(8)
 
 
@@ -197,9 +199,9 @@ class _Hooks:
             kind = self._kinds[t] = _kind_of(t)
         if kind == _PLAIN:
             return NotImplemented
-        if kind in (_FUNCTION, _CLASS):  # the common case, without another call
+        if kind <= _CLASS:  # a function or class (the kinds' order): no other call
             decision = self._rec.code(obj)
-            if self._strict and decision.how == "value":
+            if decision.how == "value" and self._strict:
                 raise ByValueNeeded(decision)
             return NotImplemented
         return self._special(obj, kind)

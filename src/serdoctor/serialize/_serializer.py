@@ -229,6 +229,7 @@ class Serializer:
     _local: _PerThread
     _checked: dict[tuple[bytes, int], _Checked]
     _heads: dict[bytes, _Known]
+    _last: _Known | None  # the last of _heads that loads met
     _by_modules: dict[str | frozenset[str], _Kind]
     _generation: int
     _fast_generation: int
@@ -275,6 +276,7 @@ class Serializer:
             object.__setattr__(self, "_local", _PerThread())
             object.__setattr__(self, "_checked", {})
             object.__setattr__(self, "_heads", {})
+            object.__setattr__(self, "_last", None)
             object.__setattr__(self, "_by_modules", {})
             object.__setattr__(self, "_generation", -1)
             object.__setattr__(self, "_fast_generation", -1)
@@ -682,9 +684,13 @@ class Serializer:
         if type(data) is bytes:
             # recognised by the header's first 11 bytes (magic, version, flags, length),
             # then by comparing the rest of it: nothing is parsed
-            known = self._heads.get(data[:11])
+            known = self._last  # a stream of payloads mostly repeats one kind and size
             if known is None or not data.startswith(known[0]):
-                known = self._known_head(data) if data[:6] == _V1 else None
+                known = self._heads.get(data[:11])
+                if known is None or not data.startswith(known[0]):
+                    known = self._known_head(data) if data[:6] == _V1 else None
+                if known is not None:
+                    object.__setattr__(self, "_last", known)
             if known is not None and known[3] == registry.generation and len(data) == known[4]:
                 _, method, body_end, _, _, end = known
                 if self.key is not None:
