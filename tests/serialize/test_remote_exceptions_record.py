@@ -548,3 +548,31 @@ def test_mutated_chain_records_never_raise(mutations: list[tuple[int, int, Any]]
     assert isinstance(_rebuild_exception(reduce_exception(exc)[1][0]), BaseException)
     for broken in ((tag, ()), (tag, "x"), ("other/1", nodes), (tag, (None,))):
         assert isinstance(_rebuild_exception(broken), BaseException)
+
+
+class _Frozen(Exception):
+    """An exception whose own __setattr__ refuses everything (and counts its calls)."""
+
+    calls = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        type(self).calls += 1
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+
+def _frozen_chain() -> None:
+    try:
+        {}["k"]
+    except KeyError as inner:
+        raise _Frozen("cold") from inner
+
+
+def test_a_class_with_its_own_setattr_gets_its_links_and_text_past_it() -> None:
+    exc = raised_call(_frozen_chain)
+    _Frozen.calls = 0
+    back = roundtrip(exc)
+    assert type(back) is _Frozen and back.args == ("cold",)
+    assert type(back.__cause__) is KeyError and back.__suppress_context__
+    assert back.remote_traceback == "".join(traceback.format_exception(exc))  # type: ignore[attr-defined]
+    assert back.__traceback__ is not None
+    assert _Frozen.calls == 0  # its __setattr__ was never asked

@@ -401,9 +401,24 @@ def _link(
     notes: object,
     remote: str,
 ) -> types.TracebackType | None:
-    """Set ``obj``'s cause, context, traceback (built from ``frames``), notes and remote text."""
+    """Set ``obj``'s cause, context, traceback (built from ``frames``), notes and remote text.
+
+    Past a class's own ``__setattr__``: a class without one (every builtin
+    exception) gets plain assignments, the cheapest; any other gets
+    ``object.__setattr__``, and an attribute it refuses is left as it is.
+    """
     tb = build_traceback(frames) if frames else None
-    try:  # past a class's own __setattr__ (see _set); one try for the usual case
+    if type(obj).__setattr__ is _PLAIN_SETATTR:
+        obj.__cause__ = cause
+        obj.__context__ = context
+        obj.__suppress_context__ = suppress
+        if tb is not None:
+            obj.__traceback__ = tb
+        if isinstance(notes, (list, tuple)) and "__notes__" not in obj.__dict__:
+            obj.__notes__ = [n for n in notes if isinstance(n, str)]  # type: ignore[attr-defined]
+        obj.remote_traceback = remote  # type: ignore[attr-defined]
+        return tb
+    try:  # one try for the usual case
         object.__setattr__(obj, "__cause__", cause)
         object.__setattr__(obj, "__context__", context)
         object.__setattr__(obj, "__suppress_context__", suppress)
@@ -419,6 +434,9 @@ def _link(
         _set(obj, "__notes__", [n for n in notes if isinstance(n, str)])
     _set(obj, "remote_traceback", remote)
     return tb
+
+
+_PLAIN_SETATTR = BaseException.__setattr__  # (a class with its own __setattr__ has another)
 
 
 def _compose(links: Sequence[Sequence[Any]], index: int) -> str:
