@@ -282,3 +282,39 @@ def test_the_writing_process_ends_with_the_process_that_records(tmp_path: Path) 
     sink.wait(10)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 100
+
+
+def test_batched_events_write_the_rows_of_one_event_per_task(tmp_path: Path) -> None:
+    # the executor records a message's tries and sends in one event each
+    db = tmp_path / "m.db"
+    runs = []
+    for batched in (False, True):
+        w = MonitorWriter(db, interval=60)
+        try:
+            for task in range(3):
+                w.task_submitted(task, "f", method="pickle", payload_bytes=10, when=1.0)
+            w.flush()
+            row = (0, "p", "pid 7", 2.0, 2.1, 2.2, "pickle", 10, 5)
+            tries = [(t, *row, t) for t in range(3)]
+            if batched:
+                w.tasks_sent("p", [(t, 0) for t in range(3)], when=2.0)
+                w.tries_done(tries)
+            else:
+                for t in range(3):
+                    w.task_status(t, "sent", pool="p", when=2.0)
+                for row in tries:
+                    task, attempt, pool, worker, sent, started, ended, method, size, res, px = row
+                    w.try_record(task, attempt, pool=pool, worker=worker, sent=sent,
+                                 started=started, ended=ended, method=method, payload_bytes=size,
+                                 result_bytes=res, proxies=px, done=True)  # fmt: skip
+        finally:
+            w.close()
+        runs.append(w.run_id)
+    one, many = (_rows(db, run) for run in runs)
+    for rows in (one, many):  # "done" is timed when it is recorded: set it aside
+        rows["tasks"] = [(*r[:4], None, *r[5:]) for r in rows["tasks"]]
+        rows["status"] = [r if r[2] != "done" else (*r[:3], None, *r[4:]) for r in rows["status"]]
+    assert one == many
+    assert [r[3] for r in many["tasks"]] == ["done"] * 3
+    assert sorted(r[2] for r in many["status"]) == ["done"] * 3 + ["sent"] * 3
+    assert [r[10] for r in many["tries"]] == [0, 1, 2]  # proxies

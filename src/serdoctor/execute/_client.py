@@ -258,6 +258,7 @@ class Executor(concurrent.futures.Executor):
         self._broken: str | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="serdoctor-executor-"))
         self._monitor = None
+        self._done_tries: list[tuple[Any, ...]] = []  # for self._monitor, per message
         self._procs: list[subprocess.Popen[bytes]] = []
         self._closed = threading.Event()
         self._env_cache: Any = None
@@ -708,6 +709,10 @@ class Executor(concurrent.futures.Executor):
             envs = m.split(msg.frames, [int(r[1]) for r in rows])
             for row, frames in zip(rows, envs, strict=True):
                 self._result(int(row[0]), frames, str(row[2]), row[3:6])
+            if self._done_tries:  # the message's successful tries: one monitoring event
+                assert self._monitor is not None
+                self._monitor.tries_done(self._done_tries)
+                self._done_tries = []
         elif msg.kind == m.LOST:
             for task_id, what, reason in msg.index["tasks"]:
                 error: BaseException
@@ -722,6 +727,8 @@ class Executor(concurrent.futures.Executor):
             self._update_pools(msg.index, sock)
 
     def _started(self, pool: str, ids: list[int]) -> None:
+        now = time.time()
+        sent: list[tuple[int, int]] = []
         for task_id in ids:
             task = self._tasks.get(int(task_id))
             if task is None or task.future.done():
@@ -729,10 +736,11 @@ class Executor(concurrent.futures.Executor):
             if not task.future.running():
                 task.future.set_running_or_notify_cancel()
             if self._monitor is not None:
-                task.sent, task.pool = time.time(), pool
-                self._monitor.task_status(
-                    task.id, "sent", attempt=task.attempt, pool=pool, when=task.sent
-                )
+                task.sent, task.pool = now, pool
+                sent.append((task.id, task.attempt))
+        if sent:
+            assert self._monitor is not None
+            self._monitor.tasks_sent(pool, sent, when=now)
 
     def _result(
         self, task_id: int, frames: list[Any], pool: str, timing: list[Any] | None = None
@@ -803,11 +811,18 @@ class Executor(concurrent.futures.Executor):
         if task.timing and len(task.timing) == 3:
             pid, started, ended = task.timing
             worker = f"pid {pid}"
-        self._monitor.try_record(
-            task.id, task.attempt, pool=task.pool, worker=worker, sent=task.sent,
-            started=started, ended=ended, method=task.method, payload_bytes=task.size,
-            result_bytes=result_bytes, proxies=task.proxies, exception=error, done=error is None,
-        )  # fmt: skip
+        if error is None:  # sent with the rest of its message's (see _receive)
+            self._done_tries.append(
+                (task.id, task.attempt, task.pool, worker, task.sent, started,
+                 ended if ended is not None else time.time(), task.method, task.size,
+                 result_bytes, task.proxies)
+            )  # fmt: skip
+        else:
+            self._monitor.try_record(
+                task.id, task.attempt, pool=task.pool, worker=worker, sent=task.sent,
+                started=started, ended=ended, method=task.method, payload_bytes=task.size,
+                result_bytes=result_bytes, proxies=task.proxies, exception=error,
+            )  # fmt: skip
         task.pool = task.timing = task.sent = None
 
     def _shutdown_cancelled(self, task: _Task) -> bool:

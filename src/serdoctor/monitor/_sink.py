@@ -65,31 +65,57 @@ _ORDER = (
 def _statements(rows: list[tuple[str, tuple[Any, ...]]], run_id: str) -> dict[str, list[Any]]:
     """The parameters of each statement a batch of events needs, by kind.
 
-    A ``done`` event becomes its try's row, a ``done`` status row and the
-    task's new status. A task's status change whose task row is inserted in
-    the same batch is folded into that row (its status, time and tries), in
-    the order the events came; the rest stay ``UPDATE`` statements.
+    A ``done`` event (successful tries) becomes, for each try, its row, a
+    ``done`` status row and the task's new status; a ``sent`` event (tasks a
+    pool took) a ``sent`` status row per task. A task's status change whose
+    task row is inserted in the same batch is folded into that row (its
+    status, time and tries), in the order the events came; the rest stay
+    ``UPDATE`` statements.
     """
     by_kind: dict[str, list[Any]] = {kind: [] for kind in _ORDER}
     inserted: dict[int, list[Any]] = {}  # task id -> its row's parameters, while in this batch
+
+    def new_status(params: tuple[Any, ...]) -> None:  # (status, time, tries, run_id, task_id)
+        row = inserted.get(params[4]) if params[3] == run_id else None
+        if row is None:
+            by_kind["task_status"].append(params)
+        else:  # (run_id, task_id, fn, submitted, status, time, tries, ...)
+            row[4], row[5], row[6] = params[0], params[1], max(row[6], params[2])
+
     for kind, params in rows:
         if kind == "done":
-            task_id, attempt, pool, worker, sent, started, ended, method, size, result = params[:10]
-            proxies, now = params[10:]
-            by_kind["try"].append(
-                (run_id, task_id, attempt, pool, worker, sent, started, ended, method, size,
-                 result, proxies, None, None, None)
-            )  # fmt: skip
-            by_kind["status"].append((run_id, task_id, attempt, "done", now, pool, None, None))
-            params = ("done", now, attempt, run_id, task_id)
-            kind = "task_status"
-        if kind == "task":
+            tries, now = params
+            for (
+                task_id,
+                attempt,
+                pool,
+                worker,
+                sent,
+                started,
+                ended,
+                method,
+                size,
+                result,
+                proxies,
+            ) in tries:
+                by_kind["try"].append(
+                    (run_id, task_id, attempt, pool, worker, sent, started, ended, method, size,
+                     result, proxies, None, None, None)
+                )  # fmt: skip
+                by_kind["status"].append((run_id, task_id, attempt, "done", now, pool, None, None))
+                new_status(("done", now, attempt, run_id, task_id))
+        elif kind == "sent":
+            pool, tasks, when = params
+            by_kind["status"].extend(
+                (run_id, task_id, attempt, "sent", when, pool, None, None)
+                for task_id, attempt in tasks
+            )
+        elif kind == "task":
             row = list(params)
             inserted[row[1]] = row
             by_kind["task"].append(row)
-        elif kind == "task_status" and params[4] in inserted and params[3] == run_id:
-            row = inserted[params[4]]  # (run_id, task_id, fn, submitted, status, time, tries...)
-            row[4], row[5], row[6] = params[0], params[1], max(row[6], params[2])
+        elif kind == "task_status":
+            new_status(params)
         else:
             by_kind[kind].append(params)
     return by_kind

@@ -184,8 +184,8 @@ class MonitorWriter:
         if done and exception is None:
             self._put(
                 "done",
-                (task_id, attempt, pool, worker, sent, started, ended, method, payload_bytes,
-                 result_bytes, proxies, now),
+                ([(task_id, attempt, pool, worker, sent, started, ended, method, payload_bytes,
+                   result_bytes, proxies)], now),
             )  # fmt: skip
             return
         exc_type = exc_message = remedy = None
@@ -198,6 +198,21 @@ class MonitorWriter:
         )  # fmt: skip
         if done:
             self.task_status(task_id, "done", attempt=attempt, pool=pool, when=now)
+
+    def tries_done(self, tries: list[tuple[Any, ...]]) -> None:
+        """Tries that succeeded, recorded as one event (what the executor sends per message).
+
+        Each is ``(task_id, attempt, pool, worker, sent, started, ended, method,
+        payload_bytes, result_bytes, proxies)``: the rows of ``try_record(...,
+        done=True)`` for each, for a fraction of the executor's time.
+        """
+        if tries:
+            self._put("done", (tries, time.time()))
+
+    def tasks_sent(self, pool: str, tasks: list[tuple[int, int]], *, when: float) -> None:
+        """``pool`` took these ``(task_id, attempt)`` at ``when``: a ``sent`` status for each."""
+        if tasks:
+            self._put("sent", (pool, tasks, when))
 
     def try_sent(
         self,
