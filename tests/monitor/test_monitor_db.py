@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -184,32 +185,44 @@ def _rows(db: Path, run_id: str) -> dict[str, list[tuple[object, ...]]]:
         }
 
 
-def test_a_tasks_status_is_the_same_whether_or_not_it_shares_a_batch_with_its_row(
-    tmp_path: Path,
-) -> None:
-    # the writer folds a status change into the task's row when both are in one batch
-    db = tmp_path / "m.db"
-    runs = []
-    for split in (False, True):
+def _both_ways(
+    db: Path, record: Callable[[MonitorWriter, bool], None]
+) -> list[dict[str, list[tuple[object, ...]]]]:
+    """The rows of two runs, recorded by ``record(writer, False)`` and ``(writer, True)``.
+
+    The time of a ``done`` status is when it was recorded: it is set aside.
+    """
+    out = []
+    for flag in (False, True):
         w = MonitorWriter(db, interval=60)
         try:
             for task in range(3):
                 w.task_submitted(task, "f", method="pickle", payload_bytes=10, when=1.0)
-            if split:
-                w.flush()  # the rows are written before their status changes arrive
-            w.task_status(0, "sent", pool="p", when=2.0)
-            w.try_record(0, 0, pool="p", worker="pid 9", sent=2.0, started=2.1, ended=2.2,
-                         method="pickle", payload_bytes=10, result_bytes=5, done=True)  # fmt: skip
-            w.task_status(1, "retried", attempt=1, when=2.0)
-            w.task_status(1, "failed", attempt=1, detail="ValueError: x", when=3.0)
-            w.task_status(2, "cancelled", when=2.5)
+            record(w, flag)
         finally:
             w.close()
-        runs.append(w.run_id)
-    folded, separate = (_rows(db, run) for run in runs)
-    for rows in (folded, separate):  # "done" is timed when try_record is called: set it aside
-        rows["tasks"][0] = (*rows["tasks"][0][:4], None, *rows["tasks"][0][5:])
+        rows = _rows(db, w.run_id)
+        rows["tasks"] = [r if r[3] != "done" else (*r[:4], None, *r[5:]) for r in rows["tasks"]]
         rows["status"] = [r if r[2] != "done" else (*r[:3], None, *r[4:]) for r in rows["status"]]
+        out.append(rows)
+    return out
+
+
+def test_a_tasks_status_is_the_same_whether_or_not_it_shares_a_batch_with_its_row(
+    tmp_path: Path,
+) -> None:
+    # the writer folds a status change into the task's row when both are in one batch
+    def record(w: MonitorWriter, split: bool) -> None:
+        if split:
+            w.flush()  # the rows are written before their status changes arrive
+        w.task_status(0, "sent", pool="p", when=2.0)
+        w.try_record(0, 0, pool="p", worker="pid 9", sent=2.0, started=2.1, ended=2.2,
+                     method="pickle", payload_bytes=10, result_bytes=5, done=True)  # fmt: skip
+        w.task_status(1, "retried", attempt=1, when=2.0)
+        w.task_status(1, "failed", attempt=1, detail="ValueError: x", when=3.0)
+        w.task_status(2, "cancelled", when=2.5)
+
+    folded, separate = _both_ways(tmp_path / "m.db", record)
     assert folded == separate
     assert [t[3] for t in folded["tasks"]] == ["done", "failed", "cancelled"]
     assert [t[5] for t in folded["tasks"]] == [0, 1, 0]  # tries
@@ -286,34 +299,23 @@ def test_the_writing_process_ends_with_the_process_that_records(tmp_path: Path) 
 
 def test_batched_events_write_the_rows_of_one_event_per_task(tmp_path: Path) -> None:
     # the executor records a message's tries and sends in one event each
-    db = tmp_path / "m.db"
-    runs = []
-    for batched in (False, True):
-        w = MonitorWriter(db, interval=60)
-        try:
-            for task in range(3):
-                w.task_submitted(task, "f", method="pickle", payload_bytes=10, when=1.0)
-            w.flush()
-            row = (0, "p", "pid 7", 2.0, 2.1, 2.2, "pickle", 10, 5)
-            tries = [(t, *row, t) for t in range(3)]
-            if batched:
-                w.tasks_sent("p", [(t, 0) for t in range(3)], when=2.0)
-                w.tries_done(tries)
-            else:
-                for t in range(3):
-                    w.task_status(t, "sent", pool="p", when=2.0)
-                for row in tries:
-                    task, attempt, pool, worker, sent, started, ended, method, size, res, px = row
-                    w.try_record(task, attempt, pool=pool, worker=worker, sent=sent,
-                                 started=started, ended=ended, method=method, payload_bytes=size,
-                                 result_bytes=res, proxies=px, done=True)  # fmt: skip
-        finally:
-            w.close()
-        runs.append(w.run_id)
-    one, many = (_rows(db, run) for run in runs)
-    for rows in (one, many):  # "done" is timed when it is recorded: set it aside
-        rows["tasks"] = [(*r[:4], None, *r[5:]) for r in rows["tasks"]]
-        rows["status"] = [r if r[2] != "done" else (*r[:3], None, *r[4:]) for r in rows["status"]]
+    row = (0, "p", "pid 7", 2.0, 2.1, 2.2, "pickle", 10, 5)
+    tries = [(t, *row, t) for t in range(3)]
+
+    def record(w: MonitorWriter, batched: bool) -> None:
+        w.flush()
+        if batched:
+            w.tasks_sent("p", [(t, 0) for t in range(3)], when=2.0)
+            w.tries_done(tries)
+            return
+        for t in range(3):
+            w.task_status(t, "sent", pool="p", when=2.0)
+        for task, attempt, pool, worker, sent, started, ended, method, size, res, px in tries:
+            w.try_record(task, attempt, pool=pool, worker=worker, sent=sent, started=started,
+                         ended=ended, method=method, payload_bytes=size, result_bytes=res,
+                         proxies=px, done=True)  # fmt: skip
+
+    one, many = _both_ways(tmp_path / "m.db", record)
     assert one == many
     assert [r[3] for r in many["tasks"]] == ["done"] * 3
     assert sorted(r[2] for r in many["status"]) == ["done"] * 3 + ["sent"] * 3
