@@ -305,7 +305,7 @@ class LeanRecorder(Recorder):
         if decision.how == "value":
             self.by_value_seen = True
         else:
-            self.modules.add(decision.module or str(obj.__module__))
+            self.modules.add(decision.module)  # every "reference" decision names its module
         return decision
 
     def module(self, mod: types.ModuleType) -> CodeDecision:

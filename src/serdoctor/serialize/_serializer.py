@@ -394,7 +394,8 @@ class Serializer:
         by_value = recorder.any_by_value or (method.python_bound and not recorder.active)
         body = sum(map(_nbytes, chunks))
         lengths = tuple(map(_nbytes, buffers))
-        kind = self._kind(method, recorder, by_value, persistent, plan)
+        modules = frozenset(recorder.modules) if recorder.modules else _NO_MODULES
+        kind = self._kind(method, modules, by_value, persistent, plan)
         head = kind.head(body, ",".join(map(str, lengths)))
         tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
         return _Dumped(head, chunks, buffers, tag, kind.template, body, lengths, recorder, attempts)
@@ -402,17 +403,16 @@ class Serializer:
     def _kind(
         self,
         method: Method,
-        recorder: Recorder,
+        modules: frozenset[str],
         by_value: bool,
         persistent: bool,
         plan: ProxyPlan | None,
     ) -> _Kind:
         """The header of this kind of payload (cached, but for payloads with proxies)."""
-        modules = frozenset(recorder.modules) if recorder.modules else _NO_MODULES
         key = (method.name, modules, by_value, persistent, self.key is not None)
         kind = None if plan is not None else _TEMPLATES.get(key)
         if kind is None:
-            template = self._template(method, recorder, by_value, persistent, plan)
+            template = self._template(method, modules, by_value, persistent, plan)
             prefix = env.static_prefix(template)
             lead = _V1 + _FLAGS[self.key is not None]
             kind = _Kind(template, prefix, prefix.encode() + _BODY, lead)
@@ -474,8 +474,6 @@ class Serializer:
             reusable.busy = False
         if len(chunks) == 1:
             size = len(chunks[0])
-            if size < 4096 and not buffers:  # the usual case: a small payload
-                return kind.heads.get(size) or kind.head(size), chunks, buffers
         elif bytearray in map(type, chunks):
             # a large bytearray went in band: the general path sends it out of band
             return None
@@ -492,9 +490,8 @@ class Serializer:
 
     def _module_kind(self, modules: str | frozenset[str]) -> _Kind:
         """The kind of a pickle payload that needs these modules (cached per serializer)."""
-        recorder = LeanRecorder(self.by_value_modules)
-        recorder.modules.update((modules,) if isinstance(modules, str) else modules)
-        kind = self._kind(_PICKLE, recorder, False, False, None)
+        needs = frozenset((modules,)) if isinstance(modules, str) else modules
+        kind = self._kind(_PICKLE, needs, False, False, None)
         if len(self._by_modules) >= 256:
             self._by_modules.clear()
         self._by_modules[modules] = kind
@@ -509,13 +506,13 @@ class Serializer:
     def _template(
         self,
         method: Method,
-        recorder: Recorder,
+        modules: frozenset[str],
         by_value: bool,
         persistent: bool,
         plan: ProxyPlan | None,
     ) -> env.Header:
         """The header of a payload, but for its lengths (cached per kind of payload)."""
-        requires, dists = requirements_for(recorder.modules) if recorder.modules else ({}, {})
+        requires, dists = requirements_for(modules) if modules else ({}, {})
         extra: dict[str, Any] = {}
         if dists:
             extra["dists"] = dists
@@ -686,11 +683,7 @@ class Serializer:
             # then by comparing the rest of it: nothing is parsed
             known = self._last  # a stream of payloads mostly repeats one kind and size
             if known is None or not data.startswith(known[0]):
-                known = self._heads.get(data[:11])
-                if known is None or not data.startswith(known[0]):
-                    known = self._known_head(data) if data[:6] == _V1 else None
-                if known is not None:
-                    object.__setattr__(self, "_last", known)
+                known = self._recognise(data)
             if known is not None and known[3] == registry.generation and len(data) == known[4]:
                 _, method, body_end, _, _, end = known
                 if self.key is not None:
@@ -766,9 +759,7 @@ class Serializer:
             head = frames[0]
             if type(head) is not bytes:
                 head = bytes(head)
-            known = self._heads.get(head[:11])
-            if (known is None or head != known[0]) and head[:6] == _V1:
-                known = self._known_head(head)
+            known = self._recognise(head)
             if known is not None and known[3] == registry.generation and len(head) == len(known[0]):
                 body = memoryview(frames[1])
                 if body.nbytes == known[2] - len(head) and body.format == "B":
@@ -782,6 +773,19 @@ class Serializer:
     # decoded or checked again; the lengths, the layout and the signature are
     # checked on every payload. Anything unexpected falls back to the general
     # path, which gives the precise error.
+
+    def _recognise(self, data: bytes) -> _Known | None:
+        """What the fast path needs if ``data`` starts with a header already checked.
+
+        Looked up by the header's first 11 bytes (magic, format, flags, length),
+        then compared byte for byte; remembered as the last header met.
+        """
+        known = self._heads.get(data[:11])
+        if known is None or not data.startswith(known[0]):
+            known = self._known_head(data) if data[:6] == _V1 else None
+        if known is not None:
+            object.__setattr__(self, "_last", known)
+        return known
 
     def _known_head(self, data: bytes) -> _Known | None:
         """What the fast path needs if ``data``'s head is of a kind already checked.
