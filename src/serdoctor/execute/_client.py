@@ -54,6 +54,7 @@ from serdoctor.execute._memo import TaskMemo
 from serdoctor.execute._scaling import BlockInfo, Scaler, ScalingSettings
 from serdoctor.execute.providers._base import Provider
 from serdoctor.serialize import Serializer
+from serdoctor.serialize._envelope import read_head
 from serdoctor.serialize._environment import PYTHON_MINOR
 
 log = logging.getLogger("serdoctor.executor")
@@ -1069,8 +1070,6 @@ def _facts(head: Any) -> tuple[str, int]:
 
     ``read_head`` keeps the headers it decoded: the same head is not decoded per task.
     """
-    from serdoctor.serialize._envelope import read_head
-
     header = read_head(head)[0]
     return header.method, len(header.extra.get("proxies") or ())
 

@@ -430,7 +430,7 @@ def _link(
         _set(obj, "__suppress_context__", suppress)
         if tb is not None:
             _set(obj, "__traceback__", tb)
-    if notes is not None and isinstance(notes, (list, tuple)) and "__notes__" not in obj.__dict__:
+    if isinstance(notes, (list, tuple)) and "__notes__" not in obj.__dict__:
         _set(obj, "__notes__", [n for n in notes if isinstance(n, str)])
     _set(obj, "remote_traceback", remote)
     return tb

@@ -324,31 +324,32 @@ class _Capture:
         else:
             own = self.text(exc, rows, text)
         attrs = attributes(exc) if facts.descriptors or state else None
-        if facts.compact and not attrs:  # a node of a chain record (see the module docstring)
-            cause_at = None if cause is None else self.add(cause, depth + 1)
-            context_at = None if context is None else self.add(context, depth + 1)
-            return (own, cause_at, context_at, exc.__suppress_context__, facts.names[0][1],
-                    args, frames, None if notes is None else tuple(notes))  # fmt: skip
-        # fields at their default are left out (see the module docstring)
-        node: dict[str, Any]
+        cause_at = None if cause is None else self.add(cause, depth + 1)
+        context_at = None if context is None else self.add(context, depth + 1)
         if facts.compact:  # a class every Python has: the receiver never needs a stand-in
-            node = {"mro": [facts.names[0]], "args": list(args)}
-        else:
-            node = {
-                "mro": list(facts.names),  # shared tuples: pickle writes each pair once
-                "str": text if len(text) <= MAX_TEXT else truncate(text),
-                "repr": safe_str(exc, use_repr=True),
-                "args": list(args),
-            }
-        node["frames"] = frames
-        node["tb"] = own
-        node["exact"] = True
+            chained = (own, cause_at, context_at, exc.__suppress_context__, facts.names[0][1],
+                       args, frames, None if notes is None else tuple(notes))  # fmt: skip
+            if not attrs:  # a node of a chain record (see the module docstring)
+                return chained
+            node = chain_node_dict(chained)
+            node["attrs"] = attrs
+            return node
+        # fields at their default are left out (see the module docstring)
+        node = {
+            "mro": list(facts.names),  # shared tuples: pickle writes each pair once
+            "str": text if len(text) <= MAX_TEXT else truncate(text),
+            "repr": safe_str(exc, use_repr=True),
+            "args": list(args),
+            "frames": frames,
+            "tb": own,
+            "exact": True,
+        }
         if notes is not None:
             node["notes"] = list(notes)
-        if cause is not None:
-            node["cause"] = self.add(cause, depth + 1)
-        if context is not None:
-            node["context"] = self.add(context, depth + 1)
+        if cause_at is not None:
+            node["cause"] = cause_at
+        if context_at is not None:
+            node["context"] = context_at
         if exc.__suppress_context__:
             node["suppress"] = True
         if attrs:
