@@ -31,7 +31,8 @@ def test_submit_map_and_context_manager(executor: Executor) -> None:
 def test_lambdas_closures_and_main_functions_run_on_workers(tmp_path: Path) -> None:
     # A script: its functions and classes live in __main__, which workers do not have.
     script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import functools
         import serdoctor
 
@@ -62,7 +63,8 @@ def test_lambdas_closures_and_main_functions_run_on_workers(tmp_path: Path) -> N
                 print(ex.submit(lambda: [i * i for i in range(4)]).result(20))
                 print(ex.submit(double, 21).result(20))
                 print(type(ex.submit(lambda: Point(1, 2)).result(20)).__name__)
-    """))
+    """)
+    )
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=50, cwd=tmp_path
     )
@@ -95,8 +97,7 @@ def test_an_exception_class_only_the_worker_has_arrives_as_a_catchable_stand_in(
     lib = tmp_path / "lib"
     lib.mkdir()
     (lib / "poolonly.py").write_text(
-        "class PoolOnlyError(KeyError):\n    pass\n\n"
-        "def boom(key):\n    raise PoolOnlyError(key)\n"
+        "class PoolOnlyError(KeyError):\n    pass\n\ndef boom(key):\n    raise PoolOnlyError(key)\n"
     )
     with Executor(workers=1, worker_env={"PYTHONPATH": str(lib)}, heartbeat=0.2,
                   heartbeat_threshold=1.5) as ex:  # fmt: skip
@@ -268,3 +269,83 @@ def test_large_arguments_travel_as_proxies_and_are_evicted_when_the_task_resolve
                 time.sleep(0.05)
     finally:
         store.close()
+
+
+def test_the_local_pool_runs_in_the_interchange_process(executor: Executor) -> None:
+    import psutil
+
+    executor.submit(abs, 1).result(timeout=20)
+    (interchange,) = [
+        p for p in psutil.Process().children() if "interchange" in " ".join(p.cmdline())
+    ]
+    workers = interchange.children()
+    assert sorted(w.name() for w in workers) == ["serdoctor-wrk"] * 2  # no pool process
+    parents = {executor.submit(os.getppid).result(timeout=20) for _ in range(10)}
+    assert parents == {interchange.pid}
+    (pool,) = executor.pools()
+    assert (pool.pid, pool.workers, pool.state) == (interchange.pid, 2, "active")
+
+
+def test_worker_init_runs_before_a_pool_process_of_its_own() -> None:
+    import psutil
+
+    with Executor(workers=1, worker_init="export SERDOCTOR_INIT_RAN=yes", heartbeat=0.2,
+                  heartbeat_threshold=1.5) as ex:  # fmt: skip
+        assert ex.submit(os.getenv, "SERDOCTOR_INIT_RAN").result(timeout=30) == "yes"
+        pools = [p for p in psutil.Process().children(recursive=True)
+                 if "serdoctor.execute._pool" in " ".join(p.cmdline())
+                 and p.name() != "serdoctor-wrk"]  # fmt: skip
+        assert len(pools) == 1
+        assert ex.submit(os.getppid).result(timeout=20) == pools[0].pid
+
+
+def test_the_client_holds_back_tasks_the_interchange_has_not_taken_in() -> None:
+    import psutil
+
+    from serdoctor.execute import _client
+
+    with Executor(workers=2, heartbeat=0.5, heartbeat_threshold=20) as ex:
+        ex.submit(abs, 1).result(timeout=20)
+        (interchange,) = [
+            p for p in psutil.Process().children() if "interchange" in " ".join(p.cmdline())
+        ]
+        interchange.suspend()  # an interchange too busy to read: the client must not pile up
+        try:
+            futures = [ex.submit(abs, -i) for i in range(_client._WINDOW + 5000)]
+            time.sleep(0.5)
+            assert ex._sent - ex._acked == _client._WINDOW
+            assert len(ex._outgoing) == 5000  # the rest waits in the client, unsent
+            futures[-1].cancel()  # cancelled before it left: never sent
+        finally:
+            interchange.resume()
+        total = sum(f.result(timeout=60) for f in futures[:-1])
+        assert total == sum(range(_client._WINDOW + 4999))
+        assert ex._sent == ex._acked == 1 + _client._WINDOW + 4999
+
+
+def test_large_messages_leave_no_memory_behind(executor: Executor) -> None:
+    import psutil
+
+    # bytes(b) is b: an echo that imports nothing in the workers
+    assert [f.result(timeout=20) for f in [executor.submit(bytes, b"warm")] * 4] == [b"warm"] * 4
+    (interchange,) = [
+        p for p in psutil.Process().children() if "interchange" in " ".join(p.cmdline())
+    ]
+    processes = [interchange, *interchange.children()]
+    before = [p.memory_full_info().uss for p in processes]
+    big = os.urandom(20 << 20)
+    for _ in range(4):  # both workers see large tasks
+        futures = [executor.submit(bytes, big) for _ in range(2)]
+        assert all(f.result(timeout=30) == big for f in futures)
+    time.sleep(0.5)  # trims are due 50 and 250 ms after the last large message
+    grown = [(p.memory_full_info().uss - b) >> 20 for p, b in zip(processes, before, strict=True)]
+    assert max(grown) < 8, grown  # MB; 15-60 MB each when glibc keeps what it freed
+
+
+def test_large_tasks_and_results_cross_without_blocking_each_other() -> None:
+    # one worker: while it writes a large result, the next large task must not be
+    # written to it (each side would wait for the other to read)
+    with Executor(workers=1, heartbeat=0.2, heartbeat_threshold=1.5) as ex:
+        big = os.urandom(8 << 20)
+        futures = [ex.submit(bytes, big) for _ in range(6)]
+        assert all(f.result(timeout=30) == big for f in futures)

@@ -64,6 +64,7 @@ RetryHandler = Callable[[BaseException, "TaskInfo"], float]
 
 _BATCH_TASKS = 2000
 _BATCH_BYTES = 64 << 20
+_WINDOW = 10_000  # tasks sent to the interchange and not yet taken in by it, at most
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,8 @@ class Executor(concurrent.futures.Executor):
         self._waiting: set[concurrent.futures.Future[Any]] = set()
         self._lock = threading.Lock()
         self._outgoing: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._cancels: collections.deque[int] = collections.deque()
+        self._sent = self._acked = 0  # tasks sent to the interchange, and taken in by it
         self._pools: dict[str, dict[str, Any]] = {}
         self._verdicts: dict[str, bool] = {}
         self._dropped = 0
@@ -288,10 +291,13 @@ class Executor(concurrent.futures.Executor):
             client_pid=os.getpid(),
             curve_secret=curve_secret.decode() if curve_secret else None,
             curve_public=curve_public.decode() if curve_public else None,
+            # the local pool: the interchange runs its workers itself (one process and one
+            # hop fewer), unless worker_init must run first in a pool process of its own
+            local_workers=workers if worker_init is None else 0,
         )
         try:
-            self._interchange = self._start_interchange(config)
-            if workers:
+            self._interchange = self._start_interchange(config, _pool_env(worker_env))
+            if workers and worker_init is not None:
                 self._start_local_pool(workers, worker_env, worker_init)
             self._wait_interchange()
         except BaseException:
@@ -329,12 +335,15 @@ class Executor(concurrent.futures.Executor):
 
     # -- processes -------------------------------------------------------------------------
 
-    def _start_interchange(self, config: InterchangeConfig) -> subprocess.Popen[bytes]:
+    def _start_interchange(
+        self, config: InterchangeConfig, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "serdoctor.execute._interchange"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,
+            env=env,  # the local pool's workers are its children
         )
         self._procs.append(proc)
         assert proc.stdin is not None
@@ -373,13 +382,9 @@ class Executor(concurrent.futures.Executor):
         argv = [sys.executable, *self._pool_argv(workers, "-")]
         if init:
             argv = ["/bin/bash", "-c", f"{init}\nexec {shlex.join(argv)}"]
-        child_env = {**os.environ, **(env or {})}
-        # Like multiprocessing's spawn: what the client can import, its local workers can
-        # (a script's folder, a test suite's rootdir). worker_env's PYTHONPATH comes first.
-        paths = [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        paths += [p or os.getcwd() for p in sys.path if p not in paths]
-        child_env["PYTHONPATH"] = os.pathsep.join(paths)
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, env=child_env, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, env=_pool_env(env), start_new_session=True
+        )
         self._procs.append(proc)
         assert proc.stdin is not None
         proc.stdin.write(self._secrets.to_json().encode() + b"\n")  # the key: never on argv
@@ -618,7 +623,10 @@ class Executor(concurrent.futures.Executor):
                     self._monitor.task_status(task_id, "cancelled")
 
     def _send(self, kind: bytes, item: Any) -> None:
-        self._outgoing.append((kind, item))
+        if kind == m.CANCEL:
+            self._cancels.append(item)
+        else:
+            self._outgoing.append((kind, item))
         with self._lock:
             if self._woken or self._closed.is_set():
                 return
@@ -640,24 +648,28 @@ class Executor(concurrent.futures.Executor):
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_recv, zmq.POLLIN)
         next_beat = time.monotonic()
+        trimmer = m.Trimmer()
         try:
             while not self._closed.is_set():
-                events = dict(poller.poll(max(1, int(self.heartbeat * 250))))
+                events = dict(poller.poll(trimmer.timeout(max(1, int(self.heartbeat * 250)))))
                 if self._wake_recv in events:
                     with self._lock:
                         self._woken = False
                         with contextlib.suppress(zmq.Again):
                             while True:
                                 self._wake_recv.recv(zmq.NOBLOCK)
-                self._flush(sock)
                 if sock in events:
                     for _ in range(200):
                         try:
                             parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
+                        if len(parts) > 4:  # kind, index, small frames, mac: and more
+                            trimmer.saw(m.size(parts))
                         self._receive(parts, sock)
+                self._flush(sock)
                 now = time.monotonic()
+                trimmer.tick(now)
                 if now >= next_beat:
                     next_beat = now + self.heartbeat
                     m.send(sock, m.pack(self._secrets.key, m.HEARTBEAT, {}))
@@ -668,15 +680,26 @@ class Executor(concurrent.futures.Executor):
             sock.close(linger=200)
 
     def _flush(self, sock: Any) -> None:
+        """Send what is waiting: cancellations, then tasks while the window allows.
+
+        At most ``_WINDOW`` tasks are sent that the interchange has not yet said it
+        took in (``received`` in its messages): when the interchange is busier than
+        the client, tasks wait here, as Python objects, not as queued ZeroMQ messages
+        (several times their size) in this process.
+        """
         key = self._secrets.key
+        cancels: list[int] = []
+        while self._cancels:
+            cancels.append(self._cancels.popleft())
+        if cancels:
+            m.send(sock, m.pack(key, m.CANCEL, {"ids": cancels}))
         tasks: list[_Task] = []
         size = 0
-        cancels: list[int] = []
-        while self._outgoing:
-            kind, item = self._outgoing.popleft()
-            if kind == m.CANCEL:
-                cancels.append(item)
-                continue
+        while self._outgoing and self._sent - self._acked < _WINDOW:
+            _, item = self._outgoing.popleft()
+            if item.future.cancelled():
+                continue  # cancelled before it left: the interchange never hears of it
+            self._sent += 1
             tasks.append(item)
             size += sum(memoryview(f).nbytes for f in item.frames)
             if len(tasks) >= _BATCH_TASKS or size >= _BATCH_BYTES:
@@ -684,8 +707,6 @@ class Executor(concurrent.futures.Executor):
                 tasks, size = [], 0
         if tasks:
             self._send_tasks(sock, tasks)
-        if cancels:
-            m.send(sock, m.pack(key, m.CANCEL, {"ids": cancels}))
 
     def _send_tasks(self, sock: Any, tasks: list[_Task]) -> None:
         rows = [[t.id, len(t.frames), t.options.priority, t.options.walltime] for t in tasks]
@@ -703,6 +724,9 @@ class Executor(concurrent.futures.Executor):
             log.warning("dropped a message from the interchange: %s", exc)
             return
         self._last_heard = time.monotonic()
+        received = msg.index.get("received")
+        if received is not None:
+            self._acked = max(self._acked, int(received))
         if msg.kind == m.RESULTS:
             for pool, ids in msg.index.get("started", {}).items():
                 self._started(pool, ids)
@@ -1043,6 +1067,19 @@ class _Submitter:
         end = None if timeout is None else time.monotonic() + timeout
         for future in futures:
             yield future.result(None if end is None else end - time.monotonic())
+
+
+def _pool_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment of the processes that run local workers: the client's, plus ``extra``.
+
+    Like multiprocessing's spawn: what the client can import, its local workers can
+    (a script's folder, a test suite's rootdir); ``extra``'s PYTHONPATH comes first.
+    """
+    env = {**os.environ, **(extra or {})}
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths += [p or os.getcwd() for p in sys.path if p not in paths]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 def _stop_zmq_gc() -> None:

@@ -83,6 +83,8 @@ class InterchangeConfig:
     client_pid: int | None = None
     curve_secret: str | None = None
     curve_public: str | None = None
+    #: workers of the local pool the interchange runs itself (0: none)
+    local_workers: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -12,6 +12,12 @@ header (JSON: by value or not, which Python), verifies every message's MAC, and
 never unpickles anything: a task payload or a result is never more than frames
 to it. Anything unsigned, forged or malformed is dropped and counted.
 
+With ``local_workers`` set it also runs the executor's local pool: it forks
+those workers itself (a :class:`~serdoctor.execute._pool.Workers`, the same
+one a pool process runs) and feeds them from its queue, without a pool process
+or a ZeroMQ hop between them. Those workers unpickle tasks; the interchange
+still never does.
+
 Run by the executor as ``python -m serdoctor.execute._interchange`` (its
 command line says ``interchange``), with its settings as JSON on stdin; it
 prints one JSON line (``{"ready": ...}`` or ``{"error": ...}``) when it has
@@ -33,6 +39,7 @@ import zmq
 
 from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig
+from serdoctor.execute._pool import INFLIGHT, Workers, describe, watch
 from serdoctor.serialize._envelope import python_minor, read_head
 
 
@@ -57,12 +64,13 @@ class _Pool:
     running: int = 0
     outstanding: dict[int, _Task] = field(default_factory=dict)
     reason: str = ""
+    crew: Workers | None = None  # the local pool's workers, run by the interchange itself
 
 
 class Interchange:
     """The interchange's state and loop (one thread, one poller)."""
 
-    def __init__(self, config: InterchangeConfig) -> None:
+    def __init__(self, config: InterchangeConfig, crew: Workers | None = None) -> None:
         self.cfg = config
         self.key = bytes.fromhex(config.key)
         self.ctx = zmq.Context()
@@ -91,6 +99,13 @@ class Interchange:
         self.results: list[list[Any]] = []
         self.result_envs: list[list[Any]] = []
         self.running = True
+        self.received = 0  # tasks taken in from the client, ever (its send window)
+        self.ack_due = False
+        self.trimmer = m.Trimmer()
+        self.crew = crew
+        self.local_id = ""
+        if crew is not None:
+            self._register_local(crew)
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -108,6 +123,29 @@ class Interchange:
                 ports[name] = sock.bind_to_random_port(f"tcp://{address}")
         return ports
 
+    def _register_local(self, crew: Workers) -> None:
+        """The local pool: workers the interchange runs itself, listed like any pool."""
+        import socket
+        import uuid
+
+        from serdoctor.serialize import environment
+
+        self.local_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        # capacity: what the workers hold in flight, no more; the rest waits here, in order
+        info = {**describe(self.local_id, crew.count, (INFLIGHT - 1) * crew.count, None),
+                "env": environment().to_dict()}  # fmt: skip
+        state = "pending" if self.cfg.on_mismatch == "error" else "active"
+        self.pools[self.local_id] = _Pool(
+            b"",
+            info,
+            INFLIGHT * crew.count,
+            self.cfg.python_minor,
+            state,
+            time.monotonic(),
+            crew=crew,
+        )
+        self.pools_changed = True
+
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -116,14 +154,22 @@ class Interchange:
         poller.register(self.clients, zmq.POLLIN)
         poller.register(self.pools_sock, zmq.POLLIN)
         next_beat = time.monotonic()
+        watched: set[int] = set()
         while self.running:
-            events = dict(poller.poll(timeout=max(1, int(self.cfg.heartbeat * 250))))
+            if self.crew is not None:
+                watched = watch(poller, self.crew, watched)
+            timeout = self.trimmer.timeout(max(1, int(self.cfg.heartbeat * 250)))
+            events = dict(poller.poll(timeout=timeout))
+            if self.crew is not None:
+                self._serve_local(self.crew, events)
             if self.clients in events:
                 for _ in range(1000):
                     try:
                         parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
+                    if len(parts) > 5:  # identity, kind, index, small frames, mac: and more
+                        self.trimmer.saw(m.size(parts))
                     self._from_client(parts)
             if self.pools_sock in events:
                 for _ in range(1000):
@@ -131,6 +177,8 @@ class Interchange:
                         parts = self.pools_sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
+                    if len(parts) > 5:
+                        self.trimmer.saw(m.size(parts))
                     self._from_pool(parts)
             self._dispatch()
             self._flush_client()
@@ -139,6 +187,7 @@ class Interchange:
                 self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
                 self.pools_changed = False
             now = time.monotonic()
+            self.trimmer.tick(now)
             if now >= next_beat:
                 next_beat = now + self.cfg.heartbeat
                 self._beat(now)
@@ -177,11 +226,13 @@ class Interchange:
         elif msg.kind == m.SHUTDOWN:
             self.running = False
         elif msg.kind == m.HEARTBEAT:
-            self._send_client(m.HEARTBEAT, {})
+            self._send_client(m.HEARTBEAT, {"received": self.received})
 
     def _enqueue(self, msg: m.Message) -> None:
         rows = msg.index["tasks"]
         envs = m.split(msg.frames, [int(r[1]) for r in rows])
+        self.received += len(rows)
+        self.ack_due = True
         now = time.monotonic()
         bad = []
         for row, frames in zip(rows, envs, strict=True):
@@ -205,7 +256,29 @@ class Interchange:
 
     # -- pool side -------------------------------------------------------------------------
 
+    def _serve_local(self, crew: Workers, events: dict[Any, int]) -> None:
+        """Read the local workers that are ready; their results join the client's next message."""
+        for fd in events:
+            if fd in crew.slots:
+                crew.readable(fd)
+        crew.walltimes(time.monotonic())
+        if crew.out:
+            pool = self.pools.get(self.local_id)
+            for task_id, frames, pid, started, ended in crew.out:
+                if pool is not None:
+                    pool.outstanding.pop(task_id, None)
+                self.trimmer.saw(m.size(frames))
+                self.results.append([task_id, len(frames), self.local_id, pid, started, ended])
+                self.result_envs.append(frames)
+            crew.out.clear()
+        if crew.queue:  # tasks a dead worker held but had not started
+            crew.feed(len(self.queued))
+
     def _send_pool(self, pool: _Pool, kind: bytes, index: dict[str, Any], envs: Any = ()) -> None:
+        if pool.crew is not None:  # the local pool: no messages, only the end
+            if kind == m.SHUTDOWN:
+                pool.crew.stop()
+            return
         frames = m.pack(self.key, kind, index, envs)
         m.send(self.pools_sock, frames, pool.ident)
 
@@ -303,10 +376,13 @@ class Interchange:
         if not self.queued:
             return
         for pool_id, pool in self.pools.items():
-            free = pool.capacity - len(pool.outstanding)
+            if pool.crew is not None:  # the local pool: as many as its workers take now
+                free = pool.crew.room(len(self.queued))
+            else:
+                free = pool.capacity - len(pool.outstanding)
             if pool.state != "active" or free <= 0:
                 continue
-            if pool.outstanding and free < max(1, pool.capacity // 3):
+            if pool.crew is None and pool.outstanding and free < max(1, pool.capacity // 3):
                 continue  # wait for a few free slots: fewer, larger messages
             same_python = pool.python_minor == self.cfg.python_minor
             batch: list[_Task] = []
@@ -325,17 +401,30 @@ class Interchange:
                 continue
             for task in batch:
                 pool.outstanding[task.id] = task
-            rows = [[t.id, len(t.frames), t.walltime] for t in batch]
-            self._send_pool(pool, m.TASKS, {"tasks": rows}, [t.frames for t in batch])
+            if pool.crew is not None:
+                for task in batch:
+                    pool.crew.add(task.id, task.frames, task.walltime)
+                pool.crew.feed(len(self.queued))
+            else:
+                rows = [[t.id, len(t.frames), t.walltime] for t in batch]
+                self._send_pool(pool, m.TASKS, {"tasks": rows}, [t.frames for t in batch])
             self.started.setdefault(pool_id, []).extend(t.id for t in batch)
             if not self.queued:
                 break
 
     def _flush_client(self) -> None:
-        """One message for all that this turn of the loop has for the client."""
+        """One message for all that this turn of the loop has for the client.
+
+        Every one says how many tasks the interchange has taken in so far: the
+        client keeps at most a window of tasks unacknowledged, the rest stays with it.
+        """
         if not self.results and not self.started:
+            if self.ack_due:
+                self._send_client(m.HEARTBEAT, {"received": self.received})
+                self.ack_due = False
             return
-        index = {"results": self.results, "started": self.started}
+        self.ack_due = False
+        index = {"results": self.results, "started": self.started, "received": self.received}
         self._send_client(m.RESULTS, index, self.result_envs)
         self.results, self.result_envs, self.started = [], [], {}
 
@@ -355,6 +444,9 @@ class Interchange:
         for pool_id, pool in list(self.pools.items()):
             if pool.state == "refused":
                 continue
+            if pool.crew is not None:  # the local pool: alive while the interchange is
+                pool.last_seen, pool.running = now, pool.crew.busy
+                continue
             if now - pool.last_seen > threshold:
                 host = pool.info.get("host", "?")
                 why = (
@@ -369,7 +461,8 @@ class Interchange:
                 continue
             self._send_pool(pool, m.HEARTBEAT, {})
         self._fail_unroutable(now)
-        self._send_client(m.HEARTBEAT, {"queued": len(self.queued), "dropped": self.dropped})
+        self._send_client(m.HEARTBEAT, {"queued": len(self.queued), "dropped": self.dropped,
+                                        "received": self.received})  # fmt: skip
         if self.pools_changed or self.pools:
             pools = self._describe(now, with_env=self.pools_changed)
             self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
@@ -424,7 +517,9 @@ class Interchange:
         ]
 
     def close(self) -> None:
-        """Close the sockets and the context."""
+        """Stop the local workers; close the sockets and the context."""
+        if self.crew is not None:
+            self.crew.stop()
         self.clients.close(0)
         self.pools_sock.close(linger=500)  # let the pools hear "shut down"
         self.ctx.term()
@@ -433,7 +528,11 @@ class Interchange:
 def main() -> int:
     """Entry point: settings as JSON on stdin; one JSON line on stdout when bound."""
     config = InterchangeConfig.from_json(sys.stdin.readline())
-    ix = Interchange(config)
+    crew = None
+    if config.local_workers:
+        crew = Workers(bytes.fromhex(config.key), config.local_workers)
+        crew.start()  # forked before ZeroMQ starts its threads
+    ix = Interchange(config, crew)
     try:
         ports = ix.bind()
     except zmq.ZMQError as exc:

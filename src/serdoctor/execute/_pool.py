@@ -43,10 +43,18 @@ class _Pending:
     id: int
     frames: list[Any]
     walltime: float | None
+    size: int = 0
 
 
-#: Tasks handed to one worker ahead of time: it starts the next as soon as one ends.
-INFLIGHT = 2
+#: The largest task sent to a worker that is busy. A worker writing a large result
+#: does not read; a large task written to it meanwhile would block its pool (or
+#: the interchange) in turn, each waiting for the other. Small tasks fit in the
+#: socket's buffer; a larger one waits until the worker is idle, hence reading.
+AHEAD_MAX = 16 << 10
+
+#: Tasks a worker holds at most (the one it runs and those queued behind it), when
+#: there is plenty of work; two otherwise (see ``Workers.depth``).
+INFLIGHT = 4
 
 
 @dataclass
@@ -84,32 +92,59 @@ def _describe_exit(status: int) -> str:
     return f"exited with code {os.WEXITSTATUS(status)}"
 
 
-@dataclass
-class Pool:
-    """The manager's state and loop."""
+class Workers:
+    """N forked worker processes: what a pool runs, wherever the pool lives.
 
-    url: str
-    secrets: Secrets
-    workers: int
-    heartbeat: float = 2.0
-    heartbeat_threshold: float = 10.0
-    prefetch: int | None = None
-    block_id: str | None = None
-    pool_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    A pool process (:class:`Pool`) owns one; so does the interchange when it
+    hosts the executor's local pool itself (no pool process, one hop fewer).
+    Its owner polls :attr:`slots` (keyed by socket fd), calls :meth:`readable`
+    for each ready one, :meth:`feed` after adding tasks, and :meth:`walltimes`
+    now and then; finished tasks collect in :attr:`out` as ``(task id, frames,
+    worker pid, started, ended)``, the last two wall-clock times.
+    """
 
-    def __post_init__(self) -> None:
+    def __init__(self, key: bytes, count: int) -> None:
+        self.key = key
+        self.count = count
         self.slots: dict[int, _Slot] = {}
         self.queue: collections.deque[_Pending] = collections.deque()
         self.out: list[tuple[Any, ...]] = []
         self.running = True
-        self.told_to_stop = False
-        self.reason = ""
+        self._serializer: Any = None
 
-    # -- workers ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Fork the workers (best before any thread exists: ZeroMQ's or others)."""
+        while len(self.slots) < self.count:
+            self._spawn()
 
     def _spawn(self) -> None:
-        pid, sock = _worker.start(self.secrets.key)
+        pid, sock = _worker.start(self.key)
         self.slots[sock.fileno()] = _Slot(pid, sock)
+
+    def add(self, task_id: int, frames: list[Any], walltime: float | None) -> None:
+        """Queue a task for the next free worker (:meth:`feed` hands it over)."""
+        size = sum(memoryview(f).nbytes for f in frames)
+        self.queue.append(_Pending(task_id, frames, walltime, size))
+
+    @property
+    def busy(self) -> int:
+        """How many workers are running a task."""
+        return sum(1 for s in self.slots.values() if s.inflight)
+
+    def readable(self, fd: int) -> None:
+        """Read the worker behind ``fd``: its result, or its death."""
+        slot = self.slots.get(fd)
+        if slot is None:
+            return
+        message = _worker.recv_frames(slot.sock)
+        if message is None:
+            self._reap(slot)
+            return
+        now = time.monotonic()
+        wall = time.time()
+        self.out.append((*message, slot.pid, wall - (now - slot.started), wall))
+        slot.inflight.popleft()
+        slot.started = now
 
     def _reap(self, slot: _Slot, why: str | None = None) -> None:
         """Collect a dead (or killed) worker, fail its task, start a replacement."""
@@ -129,28 +164,60 @@ class Pool:
                     f"{_describe_exit(status)}; its task failed, the worker was replaced",
                     exit_status=status,
                 )
+            if self._serializer is None:
+                from serdoctor.serialize import Serializer
+
+                self._serializer = Serializer(key=self.key)
             now = time.monotonic()
             timing = (slot.pid, time.time() - (now - slot.started), time.time())
-            self.out.append((slot.task, self.serializer.dumps_frames(("err", exc)), *timing))
+            self.out.append((slot.task, self._serializer.dumps_frames(("err", exc)), *timing))
         if self.running:
             self._spawn()
 
-    def _feed(self) -> None:
-        for depth in range(INFLIGHT):  # first one task for every idle worker, then a second
-            for slot in self.slots.values():
-                if not self.queue:
-                    return
-                if len(slot.inflight) != depth:
-                    continue
+    def depth(self, waiting: int = 0) -> int:
+        """How many tasks each worker may hold, with ``waiting`` more queued elsewhere.
+
+        Two (the one it runs and the next) normally; :data:`INFLIGHT` when there is
+        work for every worker many times over, so that workers are written to
+        (and woken) once per few tasks. Kept shallow otherwise: a task handed to a
+        worker can no longer be cancelled, nor given to another worker.
+        """
+        backlog = len(self.queue) + waiting
+        return INFLIGHT if backlog >= 4 * INFLIGHT * len(self.slots) else 2
+
+    def room(self, waiting: int = 0) -> int:
+        """How many more tasks the workers take now (see :meth:`depth`)."""
+        held = sum(len(s.inflight) for s in self.slots.values()) + len(self.queue)
+        return max(0, self.depth(waiting) * len(self.slots) - held)
+
+    def feed(self, waiting: int = 0) -> None:
+        """Hand queued tasks to workers, several to a worker in one message.
+
+        An idle worker gets what is queued, up to :meth:`depth` tasks; a busy one is
+        topped up once it has a single task left: it starts its next task as soon as
+        one ends.
+        """
+        limit = self.depth(waiting)
+        for slot in self.slots.values():
+            if not self.queue:
+                return
+            if len(slot.inflight) > 1:
+                continue
+            batch = []
+            while self.queue and len(slot.inflight) < limit:
+                if slot.inflight and self.queue[0].size > AHEAD_MAX:
+                    break  # a large task waits until its worker is idle: see AHEAD_MAX
                 task = self.queue.popleft()
                 if not slot.inflight:
                     slot.started = time.monotonic()
                 slot.inflight.append(task)
-                # a worker that died is reaped when the poller sees its closed socket
-                with contextlib.suppress(OSError):
-                    _worker.send_frames(slot.sock, task.id, task.frames)
+                batch.append((task.id, task.frames))
+            # a worker that died is reaped when the poller sees its closed socket
+            with contextlib.suppress(OSError):
+                _worker.send_many(slot.sock, batch)
 
-    def _walltimes(self, now: float) -> None:
+    def walltimes(self, now: float) -> None:
+        """Kill and replace the workers whose task ran past its walltime."""
         for slot in list(self.slots.values()):
             if slot.task is not None and slot.walltime and now - slot.started > slot.walltime:
                 with contextlib.suppress(ProcessLookupError):
@@ -161,17 +228,48 @@ class Pool:
                     f"its worker (pid {slot.pid}) was killed and replaced",
                 )
 
+    def stop(self) -> None:
+        """Kill every worker and collect it."""
+        self.running = False
+        for slot in self.slots.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGKILL)
+        for slot in self.slots.values():
+            slot.sock.close()
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(slot.pid, 0)
+        self.slots.clear()
+
+
+@dataclass
+class Pool:
+    """A pool process: its workers, and its ZeroMQ connection to the interchange."""
+
+    url: str
+    secrets: Secrets
+    workers: int
+    heartbeat: float = 2.0
+    heartbeat_threshold: float = 10.0
+    prefetch: int | None = None
+    block_id: str | None = None
+    pool_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+
+    def __post_init__(self) -> None:
+        self.crew = Workers(self.secrets.key, self.workers)
+        self.running = True
+        self.told_to_stop = False
+        self.reason = ""
+
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
         """Connect, register, serve; the exit code."""
         import zmq
 
-        from serdoctor.serialize import Serializer, environment
+        from serdoctor.serialize import environment
 
-        for _ in range(self.workers):  # before ZeroMQ's threads exist
-            self._spawn()
-        self.serializer = Serializer(key=self.secrets.key)
+        crew = self.crew
+        crew.start()  # before ZeroMQ's threads exist
         ctx = zmq.Context()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
@@ -185,13 +283,7 @@ class Pool:
         sock.connect(self.url)
         key = self.secrets.key
         register = {
-            "pool_id": self.pool_id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "python": platform.python_version(),
-            "workers": self.workers,
-            "prefetch": 2 * self.workers if self.prefetch is None else self.prefetch,
-            "block_id": self.block_id,
+            **describe(self.pool_id, self.workers, self.prefetch, self.block_id),
             "env": environment().to_dict(),
         }
         m.send(sock, m.pack(key, m.REGISTER, register))
@@ -199,17 +291,11 @@ class Pool:
         poller.register(sock, zmq.POLLIN)
         last_heard = time.monotonic()
         next_beat = last_heard + self.heartbeat
-        registered_fds: set[int] = set()
+        watched: set[int] = set()
         try:
             while self.running:
-                for fd in set(self.slots) - registered_fds:
-                    poller.register(fd, zmq.POLLIN)
-                for fd in registered_fds - set(self.slots):
-                    with contextlib.suppress(KeyError):
-                        poller.unregister(fd)
-                registered_fds = set(self.slots)
-                timeout = max(1, int(self.heartbeat * 250))
-                events = dict(poller.poll(timeout))
+                watched = watch(poller, crew, watched)
+                events = dict(poller.poll(max(1, int(self.heartbeat * 250))))
                 if sock in events:
                     for _ in range(100):
                         try:
@@ -218,30 +304,21 @@ class Pool:
                             break
                         last_heard = time.monotonic()
                         self._handle(parts)
-                for fd, slot in list(self.slots.items()):
-                    if fd in events:
-                        message = _worker.recv_frames(slot.sock)
-                        if message is None:
-                            self._reap(slot)
-                        else:
-                            now = time.monotonic()
-                            wall = time.time()
-                            self.out.append((*message, slot.pid, wall - (now - slot.started), wall))
-                            slot.inflight.popleft()
-                            slot.started = now
-                self._feed()
-                if self.out:
+                for fd in events:
+                    if fd in crew.slots:
+                        crew.readable(fd)
+                crew.feed()
+                if crew.out:
                     # [task, frames, worker pid, started, ended] (wall clock, for monitoring)
-                    rows = [[tid, len(frames), *rest] for tid, frames, *rest in self.out]
-                    envs = [frames for _, frames, *_ in self.out]
+                    rows = [[tid, len(frames), *rest] for tid, frames, *rest in crew.out]
+                    envs = [frames for _, frames, *_ in crew.out]
                     m.send(sock, m.pack(key, m.RESULTS, {"results": rows}, envs))
-                    self.out.clear()
+                    crew.out.clear()
                 now = time.monotonic()
-                self._walltimes(now)
+                crew.walltimes(now)
                 if now >= next_beat:
                     next_beat = now + self.heartbeat
-                    running = sum(1 for s in self.slots.values() if s.task is not None)
-                    m.send(sock, m.pack(key, m.HEARTBEAT, {"running": running}))
+                    m.send(sock, m.pack(key, m.HEARTBEAT, {"running": crew.busy}))
                 if now - last_heard > self.heartbeat_threshold:
                     self.reason = (
                         f"the interchange at {self.url} was silent for "
@@ -250,7 +327,7 @@ class Pool:
                     )
                     self.running = False
         finally:
-            self._stop_workers()
+            crew.stop()
             if not self.told_to_stop:  # leaving on our own: the interchange requeues our tasks
                 with contextlib.suppress(Exception):
                     m.send(sock, m.pack(key, m.HEARTBEAT, {"leaving": True, "running": 0}))
@@ -271,21 +348,39 @@ class Pool:
             for row, frames in zip(
                 rows, m.split(msg.frames, [int(r[1]) for r in rows]), strict=True
             ):
-                self.queue.append(_Pending(int(row[0]), frames, row[2]))
+                self.crew.add(int(row[0]), frames, row[2])
         elif msg.kind == m.SHUTDOWN:
             self.reason = str(msg.index.get("reason", "told to by the interchange"))
             self.told_to_stop = True
             self.running = False
 
-    def _stop_workers(self) -> None:
-        for slot in self.slots.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(slot.pid, signal.SIGKILL)
-        for slot in self.slots.values():
-            slot.sock.close()
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(slot.pid, 0)
-        self.slots.clear()
+
+def describe(
+    pool_id: str, workers: int, prefetch: int | None, block_id: str | None
+) -> dict[str, Any]:
+    """What a pool says of itself when it registers (without its environment)."""
+    return {
+        "pool_id": pool_id,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "workers": workers,
+        "prefetch": 2 * workers if prefetch is None else prefetch,
+        "block_id": block_id,
+    }
+
+
+def watch(poller: Any, crew: Workers, watched: set[int]) -> set[int]:
+    """Keep ``poller`` watching exactly the crew's worker sockets; the fds it watches."""
+    now = set(crew.slots)
+    if now == watched:
+        return watched
+    for fd in now - watched:
+        poller.register(fd, 1)  # zmq.POLLIN
+    for fd in watched - now:
+        with contextlib.suppress(KeyError):
+            poller.unregister(fd)
+    return now
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,34 +18,49 @@ exception)``; if it dies, its pool notices the closed socket and reports
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
 import struct
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 _HEAD = struct.Struct(">QIQ")
 _LEN = struct.Struct(">Q")
+_IOV_MAX = 512  # parts per sendmsg call (Linux allows 1024)
 
 
 def send_frames(sock: socket.socket, task_id: int, frames: Sequence[Any]) -> None:
-    """Send one message (blocking until the whole of it is written).
+    """Send one message (blocking until the whole of it is written)."""
+    send_many(sock, [(task_id, frames)])
 
-    One ``sendmsg`` call gathers the header and every frame (one system call
-    for a small message, no copy); whatever it did not write is sent after it.
+
+def send_many(sock: socket.socket, messages: Sequence[tuple[int, Sequence[Any]]]) -> None:
+    """Send several messages, one after another, blocking until all of them are written.
+
+    One ``sendmsg`` call gathers every header and frame (one system call, and one
+    wake-up of the other side, for a batch of small messages; no copy); whatever it
+    did not write is sent after it.
     """
-    views = [memoryview(f).cast("B") for f in frames]
-    lengths = [v.nbytes for v in views]
-    header = _HEAD.pack(task_id, len(views), sum(lengths)) + b"".join(map(_LEN.pack, lengths))
-    parts = [memoryview(header), *(v for v in views if v.nbytes)]
-    sent = sock.sendmsg(parts)
-    for part in parts:
-        if sent >= part.nbytes:
-            sent -= part.nbytes
-            continue
-        sock.sendall(part[sent:])
-        sent = 0
+    parts: list[memoryview] = []
+    for task_id, frames in messages:
+        views = [memoryview(f).cast("B") for f in frames]
+        lengths = [v.nbytes for v in views]
+        header = _HEAD.pack(task_id, len(views), sum(lengths)) + b"".join(map(_LEN.pack, lengths))
+        parts.append(memoryview(header))
+        parts.extend(v for v in views if v.nbytes)
+    while parts:
+        batch = parts[:_IOV_MAX]
+        del parts[:_IOV_MAX]
+        sent = sock.sendmsg(batch)
+        for part in batch:
+            if sent >= part.nbytes:
+                sent -= part.nbytes
+                continue
+            sock.sendall(part[sent:])
+            sent = 0
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytearray | None:
@@ -80,6 +95,7 @@ def recv_frames(sock: socket.socket) -> tuple[int, list[memoryview]] | None:
 def run(sock: socket.socket, key: bytes) -> None:
     """The worker's loop: receive a task, run it, send its outcome; stop when the pool goes."""
     from serdoctor.errors import SerializationError
+    from serdoctor.execute._messages import trim_now
     from serdoctor.serialize import Serializer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the client, not the workers
@@ -89,13 +105,15 @@ def run(sock: socket.socket, key: bytes) -> None:
         if message is None:
             return
         task_id, frames = message
+        moved = sum(f.nbytes for f in frames)
         outcome: tuple[str, Any]
+        call: Any = None
         try:
-            fn, args, kwargs = serializer.loads_frames(frames)
-            outcome = ("ok", fn(*args, **kwargs))
+            call = serializer.loads_frames(frames)
+            outcome = ("ok", call[0](*call[1], **call[2]))
         except BaseException as exc:  # the task's failure is its result
             outcome = ("err", exc)
-        del frames, message
+        del frames, message, call  # nothing of the task outlives it here
         try:
             reply = serializer.dumps_frames(outcome)
         except Exception as exc:
@@ -107,20 +125,29 @@ def run(sock: socket.socket, key: bytes) -> None:
             )
             reply = serializer.dumps_frames(("err", error))
         del outcome
+        moved += sum(memoryview(f).nbytes for f in reply)
         try:
             send_frames(sock, task_id, reply)
         except OSError:
             return
+        del reply
+        trim_now(moved)  # a large task's buffers are free now: give them back
 
 
 def start(key: bytes) -> tuple[int, socket.socket]:
     """Fork a worker; return its pid and the pool's end of its socket pair."""
+    prctl = _prctl()
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:  # the worker: never returns
         code = 0
         try:
             parent.close()
+            if prctl is not None:
+                prctl(_PR_SET_NAME, b"serdoctor-wrk", 0, 0, 0)  # ps/top name it apart
+                prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with its pool
+                if os.getppid() == 1:  # the pool died before that took effect
+                    os._exit(1)
             run(child, key)
         except BaseException:
             code = 1
@@ -128,3 +155,20 @@ def start(key: bytes) -> tuple[int, socket.socket]:
             os._exit(code)  # no interpreter teardown: the pool's sockets are not ours
     child.close()
     return pid, parent
+
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+
+
+@functools.cache
+def _prctl() -> Any:
+    """Linux's ``prctl`` (None elsewhere): a worker is named, and killed with its pool."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
