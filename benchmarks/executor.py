@@ -10,7 +10,10 @@ each with the same number of workers. Measured:
   decides a ratio: the monitoring ratio moved between 0.78x and 1.07x from run to
   run without it);
 - latency: p50 / p99 of sequential tasks (submit, wait, next);
-- echo: a 10 MB numpy array sent and returned (MB/s of array, round trip);
+- echo: a 10 MB numpy array sent and returned (MB/s of array, round trip), after
+  every worker has unpickled a small array once (the workers of ProcessPoolExecutor
+  fork from this process with numpy loaded; the others' import it on first use, a
+  one-off cost that is start-up, not bandwidth);
 - start-up: constructor to the first result (s);
 - idle PSS: memory of every process the executor started, plus the growth of this
   process, after the work (MB).
@@ -249,6 +252,10 @@ def measure(
         res.p50 = statistics.median(lat)
         res.p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         array = np.random.default_rng(0).random(10 * 2**20 // 8)
+        # every worker unpickles an array once first: a worker that did not fork from
+        # this process imports numpy then, a one-off cost that is not bandwidth
+        for f in [peer.submit(echo, array[:1]) for _ in range(2 * workers)]:
+            peer.result(f)
         t0 = time.perf_counter()
         for _ in range(echoes):
             back = peer.result(peer.submit(echo, array))

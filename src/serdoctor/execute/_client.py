@@ -64,6 +64,7 @@ RetryHandler = Callable[[BaseException, "TaskInfo"], float]
 
 _BATCH_TASKS = 2000
 _BATCH_BYTES = 64 << 20
+_TRIM_TASKS = 1000  # after a burst of this many tasks, the IO thread trims when idle
 _WINDOW = 10_000  # tasks sent to the interchange and not yet taken in by it, at most
 
 
@@ -255,6 +256,7 @@ class Executor(concurrent.futures.Executor):
         self._outgoing: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._cancels: collections.deque[int] = collections.deque()
         self._sent = self._acked = 0  # tasks sent to the interchange, and taken in by it
+        self._finished = 0  # results since the last trim (see _io_loop)
         self._pools: dict[str, dict[str, Any]] = {}
         self._verdicts: dict[str, bool] = {}
         self._dropped = 0
@@ -667,6 +669,9 @@ class Executor(concurrent.futures.Executor):
                         if len(parts) > 4:  # kind, index, small frames, mac: and more
                             trimmer.saw(m.size(parts))
                         self._receive(parts, sock)
+                    if self._finished >= _TRIM_TASKS and not self._tasks:
+                        self._finished = 0  # a burst is over: what it used goes back
+                        trimmer.soon()
                 self._flush(sock)
                 now = time.monotonic()
                 trimmer.tick(now)
@@ -731,6 +736,7 @@ class Executor(concurrent.futures.Executor):
             for pool, ids in msg.index.get("started", {}).items():
                 self._started(pool, ids)
             rows = msg.index["results"]
+            self._finished += len(rows)
             envs = m.split(msg.frames, [int(r[1]) for r in rows])
             for row, frames in zip(rows, envs, strict=True):
                 self._result(int(row[0]), frames, str(row[2]), row[3:6])

@@ -42,6 +42,12 @@ from serdoctor.execute._config import InterchangeConfig
 from serdoctor.execute._pool import INFLIGHT, Workers, describe, watch
 from serdoctor.serialize._envelope import python_minor, read_head
 
+#: Results that arrive within this many seconds of the last message to the client,
+#: while other tasks are still running, wait to go with the next ones (at most that
+#: long): under load the client reads one message for several results instead of
+#: one each. A result after a quiet spell, or the last one running, goes at once.
+HOLD = 0.001
+
 
 @dataclass
 class _Task:
@@ -102,8 +108,11 @@ class Interchange:
         self.received = 0  # tasks taken in from the client, ever (its send window)
         self.ack_due = False
         self.trimmer = m.Trimmer()
+        self.flushed = 0.0  # when results last went to the client
+        self.finished = 0  # results since the last trim
         self.crew = crew
         self.local_id = ""
+        self.local_env_due: float | None = None
         if crew is not None:
             self._register_local(crew)
 
@@ -124,16 +133,19 @@ class Interchange:
         return ports
 
     def _register_local(self, crew: Workers) -> None:
-        """The local pool: workers the interchange runs itself, listed like any pool."""
+        """The local pool: workers the interchange runs itself, listed like any pool.
+
+        It serves at once; its environment fingerprint (tens of milliseconds to
+        take) is taken when the interchange first has nothing to do, or after
+        half a second, and the pool is listed to the client from then on.
+        """
         import socket
         import uuid
 
-        from serdoctor.serialize import environment
-
         self.local_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.local_env_due = time.monotonic() + 0.5
         # capacity: what the workers hold in flight, no more; the rest waits here, in order
-        info = {**describe(self.local_id, crew.count, (INFLIGHT - 1) * crew.count, None),
-                "env": environment().to_dict()}  # fmt: skip
+        info = describe(self.local_id, crew.count, (INFLIGHT - 1) * crew.count, None)
         state = "pending" if self.cfg.on_mismatch == "error" else "active"
         self.pools[self.local_id] = _Pool(
             b"",
@@ -144,7 +156,15 @@ class Interchange:
             time.monotonic(),
             crew=crew,
         )
-        self.pools_changed = True
+
+    def _fingerprint_local(self) -> None:
+        from serdoctor.serialize import environment
+
+        self.local_env_due = None
+        pool = self.pools.get(self.local_id)
+        if pool is not None:
+            pool.info["env"] = environment().to_dict()
+            self.pools_changed = True
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -159,6 +179,8 @@ class Interchange:
             if self.crew is not None:
                 watched = watch(poller, self.crew, watched)
             timeout = self.trimmer.timeout(max(1, int(self.cfg.heartbeat * 250)))
+            if self.results or self.started:
+                timeout = 1  # held back (see HOLD): sent within a millisecond
             events = dict(poller.poll(timeout=timeout))
             if self.crew is not None:
                 self._serve_local(self.crew, events)
@@ -186,7 +208,12 @@ class Interchange:
                 pools = self._describe(time.monotonic(), with_env=True)
                 self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
                 self.pools_changed = False
+            if self.finished >= 1000 and not self.queued and not self._running():
+                self.finished = 0  # a burst is over: what it used goes back
+                self.trimmer.soon()
             now = time.monotonic()
+            if self.local_env_due is not None and (not events or now >= self.local_env_due):
+                self._fingerprint_local()
             self.trimmer.tick(now)
             if now >= next_beat:
                 next_beat = now + self.cfg.heartbeat
@@ -423,10 +450,19 @@ class Interchange:
                 self._send_client(m.HEARTBEAT, {"received": self.received})
                 self.ack_due = False
             return
+        now = time.monotonic()
+        if now - self.flushed < HOLD and len(self.results) < 256 and self._running():
+            return  # more results are on their way: one message for several (see HOLD)
+        self.flushed = now
         self.ack_due = False
+        self.finished += len(self.results)
         index = {"results": self.results, "started": self.started, "received": self.received}
         self._send_client(m.RESULTS, index, self.result_envs)
         self.results, self.result_envs, self.started = [], [], {}
+
+    def _running(self) -> bool:
+        """Whether any pool has tasks out."""
+        return any(p.outstanding for p in self.pools.values())
 
     # -- time ------------------------------------------------------------------------------
 
@@ -514,6 +550,7 @@ class Interchange:
                 "last_heartbeat_age": round(now - p.last_seen, 3),
             }
             for p in self.pools.values()
+            if "env" in p.info  # listed once it has its fingerprint (the local pool takes a moment)
         ]
 
     def close(self) -> None:

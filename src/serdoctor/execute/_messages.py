@@ -228,6 +228,11 @@ class Trimmer:
                 self.due = time.monotonic() + self.delay
                 self.again = True
 
+    def soon(self) -> None:
+        """Trim after ``delay`` (many small messages have come and gone)."""
+        if self.due is None:
+            self.due, self.again = time.monotonic() + self.delay, False
+
     def timeout(self, ms: int) -> int:
         """A poll timeout no longer than ``ms`` that wakes when a trim is due."""
         if self.due is None:

@@ -9,7 +9,6 @@ sorts the differences by those consequences.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import platform
 import sys
@@ -27,6 +26,8 @@ _TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute"})
 
 
 def _version(dist: str) -> str | None:
+    import importlib.metadata  # here: slow to import, seldom needed
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -243,6 +244,8 @@ class EnvironmentDiff:
 
 def environment() -> Environment:
     """The fingerprint of the running interpreter and its installed distributions."""
+    import importlib.metadata  # here: slow to import, seldom needed
+
     from serdoctor._version import __version__
 
     dists: dict[str, str] = {}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.metadata
 import io
 import pickle
 import sys
@@ -482,6 +481,8 @@ class MethodRegistry:
 
     def load_entry_points(self) -> list[str]:
         """Register methods advertised in the ``serdoctor.methods`` entry-point group."""
+        import importlib.metadata  # here: slow to import, seldom needed
+
         added: list[str] = []
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:

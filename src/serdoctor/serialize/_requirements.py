@@ -10,7 +10,6 @@ checks pass.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Iterable
@@ -40,6 +39,8 @@ def is_stdlib(top: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _distributions_by_module() -> dict[str, list[str]]:
+    import importlib.metadata  # here: slow to import, seldom needed
+
     return {k: list(v) for k, v in importlib.metadata.packages_distributions().items()}
 
 
@@ -50,6 +51,8 @@ def distribution_of(top: str) -> tuple[str, str] | None:
     Any name is accepted (the inspector asks about names read from untrusted
     pickles): one no distribution could have gives None.
     """
+    import importlib.metadata  # here: slow to import, seldom needed
+
     if not top or not top.isidentifier():
         return None
     for dist in _distributions_by_module().get(top, []):
@@ -70,6 +73,8 @@ def distribution_of(top: str) -> tuple[str, str] | None:
 @functools.lru_cache(maxsize=1024)
 def local_version(dist: str) -> str | None:
     """The installed version of distribution ``dist``, or None."""
+    import importlib.metadata  # here: slow to import, seldom needed
+
     try:
         return importlib.metadata.version(dist)
     except (importlib.metadata.PackageNotFoundError, ValueError):  # ValueError: an empty name
