@@ -141,28 +141,48 @@ class Htex(Peer):
         from parsl.executors import HighThroughputExecutor
         from parsl.providers import LocalProvider
 
+        self.ex: Any = None
         self.dir = tempfile.mkdtemp(prefix="bench-htex-")
         # HTEX starts its interchange and pools as scripts found on PATH
         bindir = os.path.dirname(sys.executable)
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
         self.ex = HighThroughputExecutor(
             label="bench",
             address="127.0.0.1",
+            loopback_address="127.0.0.1",
             max_workers_per_node=workers,
             encrypted=False,
             provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
             worker_logdir_root=self.dir,
         )
+        # what a DataFlowKernel's add_executors sets before start()
         self.ex.run_dir = self.dir
-        self.ex.provider.script_dir = self.dir
         self.ex.run_id = "bench"
+        self.ex.provider.script_dir = os.path.join(self.dir, "submit_scripts")
+        os.makedirs(self.ex.provider.script_dir, exist_ok=True)
         self.ex.start()
+        # start() only starts the interchange: the DataFlowKernel's job status poller
+        # scales out init_blocks, so without one no worker pool is ever launched
+        if not self.ex.scale_out_facade(self.ex.provider.init_blocks):
+            status = {b: s.message for b, s in self.ex.status_facade.items()}
+            raise RuntimeError(f"no HTEX block launched: {status} (logs in {self.dir})")
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.ex.submit(fn, {}, *args)
 
     def stop(self) -> None:
-        self.ex.shutdown()
+        if self.ex is None:
+            return
+        try:
+            # shutdown() leaves the worker pools to the scaling mechanism (or to a
+            # 120 s heartbeat timeout): cancel the blocks first, as the job status
+            # poller does when a DataFlowKernel is cleaned up
+            live = [b for b, s in self.ex.status_facade.items() if not s.terminal]
+            if live:
+                self.ex.scale_in_facade(len(live))
+        finally:
+            self.ex.shutdown()
 
 
 class Dask(Peer):

@@ -353,3 +353,14 @@ def test_large_tasks_and_results_cross_without_blocking_each_other() -> None:
         big = os.urandom(8 << 20)
         futures = [ex.submit(bytes, big) for _ in range(6)]
         assert all(f.result(timeout=30) == big for f in futures)
+
+
+def test_long_tasks_are_not_queued_deep_on_a_worker() -> None:
+    # many tasks waiting, but not short ones: a worker holds the one it runs and the
+    # next, no more (the rest stay cancellable, and free for any worker)
+    with Executor(workers=1, heartbeat=0.2, heartbeat_threshold=1.5) as ex:
+        futures = [ex.submit(time.sleep, 0.02) for _ in range(150)]
+        time.sleep(0.5)
+        held = [f for f in futures if f.running()]
+        assert 1 <= len(held) <= 2, len(held)
+        assert sum(f.cancel() for f in futures[-50:]) == 50

@@ -49,7 +49,7 @@ from serdoctor.serialize._envelope import python_minor, read_head
 HOLD = 0.001
 
 
-@dataclass
+@dataclass(slots=True)
 class _Task:
     id: int
     frames: list[Any]

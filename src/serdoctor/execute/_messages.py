@@ -109,6 +109,13 @@ def pack(
     return [kind, head, *parts, mac(key, kind, head, frames, counts)]
 
 
+#: Parts up to this size are copied into ZeroMQ's buffers when sent; larger ones are
+#: lent to it. Lending costs a wake-up of pyzmq's garbage-collector thread when
+#: ZeroMQ is done with the buffer, dearer than copying a part of a few hundred
+#: kilobytes (a batch of small tasks, packed together).
+COPY_MAX = 1 << 20
+
+
 def send(sock: Any, parts: Sequence[Any], ident: bytes | None = None) -> None:
     """Send a message's parts: small ones copied (cheaper), large ones without a copy."""
     if ident is not None:
@@ -116,7 +123,7 @@ def send(sock: Any, parts: Sequence[Any], ident: bytes | None = None) -> None:
     last = len(parts) - 1
     for i, part in enumerate(parts):
         n = memoryview(part).nbytes
-        sock.send(part, 0 if i == last else _SNDMORE, copy=n < SMALL)
+        sock.send(part, 0 if i == last else _SNDMORE, copy=n <= COPY_MAX)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import gc
 import os
 import platform
 import signal
@@ -54,7 +55,12 @@ AHEAD_MAX = 16 << 10
 
 #: Tasks a worker holds at most (the one it runs and those queued behind it), when
 #: there is plenty of work; two otherwise (see ``Workers.depth``).
-INFLIGHT = 4
+INFLIGHT = 8
+
+#: Tasks shorter than this (on average, lately) are short: see ``Workers.depth``.
+#: Longer ones are never queued deep on a worker, where one would wait behind
+#: another while a different worker idles.
+SHORT = 0.005
 
 
 @dataclass
@@ -110,10 +116,17 @@ class Workers:
         self.queue: collections.deque[_Pending] = collections.deque()
         self.out: list[tuple[Any, ...]] = []
         self.running = True
+        self.runtime = 1.0  # seconds a task takes, lately (see depth); long until known
         self._serializer: Any = None
 
     def start(self) -> None:
-        """Fork the workers (best before any thread exists: ZeroMQ's or others)."""
+        """Fork the workers (best before any thread exists: ZeroMQ's or others).
+
+        What is loaded by now is moved out of the garbage collector's sight first
+        (``gc.freeze``): a collection would write to every object it walks, and so
+        copy every page the workers share with their parent, in each of them.
+        """
+        gc.freeze()
         while len(self.slots) < self.count:
             self._spawn()
 
@@ -143,6 +156,7 @@ class Workers:
         now = time.monotonic()
         wall = time.time()
         self.out.append((*message, slot.pid, wall - (now - slot.started), wall))
+        self.runtime += 0.1 * (now - slot.started - self.runtime)  # a moving average
         slot.inflight.popleft()
         slot.started = now
 
@@ -177,13 +191,15 @@ class Workers:
     def depth(self, waiting: int = 0) -> int:
         """How many tasks each worker may hold, with ``waiting`` more queued elsewhere.
 
-        Two (the one it runs and the next) normally; :data:`INFLIGHT` when there is
-        work for every worker many times over, so that workers are written to
+        Two (the one it runs and the next) normally; :data:`INFLIGHT` when tasks are
+        short (:data:`SHORT`, on average lately) and there is work for every worker
+        many times over, so that workers are written to
         (and woken) once per few tasks. Kept shallow otherwise: a task handed to a
         worker can no longer be cancelled, nor given to another worker.
         """
         backlog = len(self.queue) + waiting
-        return INFLIGHT if backlog >= 4 * INFLIGHT * len(self.slots) else 2
+        deep = backlog >= 4 * INFLIGHT * len(self.slots) and self.runtime < SHORT
+        return INFLIGHT if deep else 2
 
     def room(self, waiting: int = 0) -> int:
         """How many more tasks the workers take now (see :meth:`depth`)."""
