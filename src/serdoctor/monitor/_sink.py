@@ -143,8 +143,13 @@ def _read(stream: BinaryIO, size: int) -> bytes | None:
 def main(path: str) -> int:
     """Write what arrives on standard input into the database at ``path``, until its end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the executor's shutdown ends this process
-    with contextlib.suppress(OSError):
-        os.nice(19)  # the executor's processes come first; this one catches up when they idle
+    # the executor's processes come first; this one catches up when they idle: Linux's
+    # idle class (runs only on a CPU nothing else wants), or else the lowest priority
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(19)
     source, answer = sys.stdin.buffer, sys.stdout.buffer
     conn = connect(path, create=False)
     failed = False
