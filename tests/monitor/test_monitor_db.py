@@ -320,3 +320,24 @@ def test_batched_events_write_the_rows_of_one_event_per_task(tmp_path: Path) -> 
     assert [r[3] for r in many["tasks"]] == ["done"] * 3
     assert sorted(r[2] for r in many["status"]) == ["done"] * 3 + ["sent"] * 3
     assert [r[10] for r in many["tries"]] == [0, 1, 2]  # proxies
+
+
+def test_tasks_submitted_in_one_event_write_the_rows_of_one_event_each(
+    tmp_path: Path,
+) -> None:
+    # the executor records the tasks of a batch it sends in one event
+    rows = {}
+    for batched in (False, True):
+        w = MonitorWriter(tmp_path / "m.db", interval=60)
+        try:
+            if batched:
+                w.tasks_submitted([(t, "f", 1.0 + t, "pickle", 10 * t) for t in range(3)])
+            else:
+                for t in range(3):
+                    w.task_submitted(t, "f", method="pickle", payload_bytes=10 * t, when=1.0 + t)
+            w.task_status(1, "cancelled", when=5.0)  # its row first, in the same batch
+        finally:
+            w.close()
+        rows[batched] = _rows(tmp_path / "m.db", w.run_id)
+    assert rows[True] == rows[False]
+    assert [r[3] for r in rows[True]["tasks"]] == ["queued", "cancelled", "queued"]

@@ -586,12 +586,6 @@ class Executor(concurrent.futures.Executor):
             if task.future.set_running_or_notify_cancel():
                 task.future.set_exception(exc)
             return
-        if self._monitor is not None:
-            (task.method, task.proxies), task.size = _facts(task.frames[0]), _size(task.frames)
-            self._monitor.task_submitted(
-                task.id, task.name, method=task.method, payload_bytes=task.size,
-                when=task.submitted,
-            )  # fmt: skip
         if memo is None:  # keep the function and arguments only for the store
             task.fn, task.args, task.kwargs = None, (), {}
         task.future._serdoctor_name = f"task {task.id} ({task.name})"  # type: ignore[attr-defined]
@@ -619,9 +613,14 @@ class Executor(concurrent.futures.Executor):
             task_id = getattr(future, "_serdoctor_id", None)
             if task_id is not None:
                 with self._lock:
-                    self._tasks.pop(task_id, None)
+                    task = self._tasks.pop(task_id, None)
                 self._send(m.CANCEL, task_id)
                 if self._monitor is not None:
+                    if task is not None and task.method is None:  # never sent: no row yet
+                        task.method = ""
+                        self._monitor.tasks_submitted(
+                            [(task.id, task.name, task.submitted, None, None)]
+                        )
                     self._monitor.task_status(task_id, "cancelled")
 
     def _send(self, kind: bytes, item: Any) -> None:
@@ -714,6 +713,13 @@ class Executor(concurrent.futures.Executor):
             self._send_tasks(sock, tasks)
 
     def _send_tasks(self, sock: Any, tasks: list[_Task]) -> None:
+        if self._monitor is not None:  # first sends: one event for the batch
+            submitted = []
+            for t in tasks:
+                if t.attempt == 0 and t.method is None:
+                    (t.method, t.proxies), t.size = _facts(t.frames[0]), _size(t.frames)
+                    submitted.append((t.id, t.name, t.submitted, t.method, t.size))
+            self._monitor.tasks_submitted(submitted)
         rows = [[t.id, len(t.frames), t.options.priority, t.options.walltime] for t in tasks]
         frames = m.pack(self._secrets.key, m.TASKS, {"tasks": rows}, [t.frames for t in tasks])
         m.send(sock, frames)

@@ -67,7 +67,8 @@ def _statements(rows: list[tuple[str, tuple[Any, ...]]], run_id: str) -> dict[st
 
     A ``done`` event (successful tries) becomes, for each try, its row, a
     ``done`` status row and the task's new status; a ``sent`` event (tasks a
-    pool took) a ``sent`` status row per task. A task's status change whose
+    pool took) a ``sent`` status row per task; a ``submitted`` event a task row
+    per task. A task's status change whose
     task row is inserted in the same batch is folded into that row (its
     status, time and tries), in the order the events came; the rest stay
     ``UPDATE`` statements.
@@ -114,6 +115,11 @@ def _statements(rows: list[tuple[str, tuple[Any, ...]]], run_id: str) -> dict[st
             row = list(params)
             inserted[row[1]] = row
             by_kind["task"].append(row)
+        elif kind == "submitted":  # tasks submitted, one event per batch
+            for task_id, fn, when, method, size in params[0]:
+                row = [run_id, task_id, fn, when, "queued", when, 0, method, size, None]
+                inserted[task_id] = row
+                by_kind["task"].append(row)
         elif kind == "task_status":
             new_status(params)
         else:

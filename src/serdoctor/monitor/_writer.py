@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -208,6 +208,17 @@ class MonitorWriter:
         """
         if tries:
             self._put("done", (tries, time.time()))
+
+    def tasks_submitted(
+        self, tasks: Sequence[tuple[int, str, float, str | None, int | None]]
+    ) -> None:
+        """Tasks submitted, recorded as one event (what the executor sends per batch).
+
+        Each is ``(task_id, fn, submitted, method, payload_bytes)``: the rows of
+        :meth:`task_submitted` for each, for a fraction of the executor's time.
+        """
+        if tasks:
+            self._put("submitted", (tasks,))
 
     def tasks_sent(self, pool: str, tasks: list[tuple[int, int]], *, when: float) -> None:
         """``pool`` took these ``(task_id, attempt)`` at ``when``: a ``sent`` status for each."""
