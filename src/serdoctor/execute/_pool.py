@@ -47,11 +47,12 @@ class _Pending:
     size: int = 0
 
 
-#: The largest task sent to a worker that is busy. A worker writing a large result
-#: does not read; a large task written to it meanwhile would block its pool (or
-#: the interchange) in turn, each waiting for the other. Small tasks fit in the
-#: socket's buffer; a larger one waits until the worker is idle, hence reading.
-AHEAD_MAX = 16 << 10
+#: The bytes of tasks written to a worker ahead of the one it will run next, at most
+#: (less where the socket's buffer is smaller). A worker writing a large result
+#: does not read; tasks written to it meanwhile must fit in the socket's buffer,
+#: or its pool (or the interchange) would block in turn, each waiting for the
+#: other. A task that does not fit waits until the worker is idle, hence reading.
+AHEAD_MAX = 64 << 10
 
 #: Tasks a worker holds at most (the one it runs and those queued behind it), when
 #: there is plenty of work; two otherwise (see ``Workers.depth``).
@@ -69,6 +70,7 @@ class _Slot:
     sock: socket.socket
     inflight: collections.deque[_Pending] = field(default_factory=collections.deque)
     started: float = 0.0  # when the first in-flight task began
+    ahead: int = AHEAD_MAX  # see AHEAD_MAX
 
     @property
     def task(self) -> int | None:
@@ -132,7 +134,8 @@ class Workers:
 
     def _spawn(self) -> None:
         pid, sock = _worker.start(self.key)
-        self.slots[sock.fileno()] = _Slot(pid, sock)
+        buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.slots[sock.fileno()] = _Slot(pid, sock, ahead=min(AHEAD_MAX, buffer // 2))
 
     def add(self, task_id: int, frames: list[Any], walltime: float | None) -> None:
         """Queue a task for the next free worker (:meth:`feed` hands it over)."""
@@ -220,9 +223,12 @@ class Workers:
             if len(slot.inflight) > 1:
                 continue
             batch = []
+            room = slot.ahead  # the worker has read all it holds but the task it runs
             while self.queue and len(slot.inflight) < limit:
-                if slot.inflight and self.queue[0].size > AHEAD_MAX:
-                    break  # a large task waits until its worker is idle: see AHEAD_MAX
+                if slot.inflight:
+                    room -= self.queue[0].size + 64  # (and its frame header)
+                    if room < 0:
+                        break  # it waits until the worker reads: see AHEAD_MAX
                 task = self.queue.popleft()
                 if not slot.inflight:
                     slot.started = time.monotonic()
