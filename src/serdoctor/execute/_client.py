@@ -705,7 +705,7 @@ class Executor(concurrent.futures.Executor):
                 continue  # cancelled before it left: the interchange never hears of it
             self._sent += 1
             tasks.append(item)
-            size += sum(memoryview(f).nbytes for f in item.frames)
+            size += m.size(item.frames)
             if len(tasks) >= _BATCH_TASKS or size >= _BATCH_BYTES:
                 self._send_tasks(sock, tasks)
                 tasks, size = [], 0
@@ -717,7 +717,7 @@ class Executor(concurrent.futures.Executor):
             submitted = []
             for t in tasks:
                 if t.attempt == 0 and t.method is None:
-                    (t.method, t.proxies), t.size = _facts(t.frames[0]), _size(t.frames)
+                    (t.method, t.proxies), t.size = _facts(t.frames[0]), m.size(t.frames)
                     submitted.append((t.id, t.name, t.submitted, t.method, t.size))
             self._monitor.tasks_submitted(submitted)
         rows = [[t.id, len(t.frames), t.options.priority, t.options.walltime] for t in tasks]
@@ -789,7 +789,7 @@ class Executor(concurrent.futures.Executor):
         try:
             status, value = self.serializer.loads_frames(frames)
         except Exception as exc:  # this result cannot be loaded here: its future alone fails
-            self._failed(task_id, exc, result_bytes=_size(frames))
+            self._failed(task_id, exc, result_bytes=m.size(frames))
             return
         if status == "ok":
             with self._lock:
@@ -801,13 +801,13 @@ class Executor(concurrent.futures.Executor):
                 except Exception as exc:
                     log.warning("checkpoint record failed for %s: %s", task.name, exc)
             if self._monitor is not None:
-                self._record_try(task, _size(frames), None)
+                self._record_try(task, m.size(frames), None)
             if not task.future.done():
                 if not task.future.running():
                     task.future.set_running_or_notify_cancel()
                 task.future.set_result(value)
         else:
-            self._failed(task_id, value, result_bytes=_size(frames))
+            self._failed(task_id, value, result_bytes=m.size(frames))
 
     def _failed(
         self, task_id: int, error: BaseException, *, result_bytes: int | None = None
@@ -1108,10 +1108,6 @@ def _stop_zmq_gc() -> None:
         time.sleep(0.01)
     if gc.is_alive() and not gc.refs:
         gc.stop()
-
-
-def _size(frames: list[Any]) -> int:
-    return sum(memoryview(f).nbytes for f in frames)
 
 
 def _facts(head: Any) -> tuple[str, int]:

@@ -139,8 +139,7 @@ class Workers:
 
     def add(self, task_id: int, frames: list[Any], walltime: float | None) -> None:
         """Queue a task for the next free worker (:meth:`feed` hands it over)."""
-        size = sum(memoryview(f).nbytes for f in frames)
-        self.queue.append(_Pending(task_id, frames, walltime, size))
+        self.queue.append(_Pending(task_id, frames, walltime, m.size(frames)))
 
     @property
     def busy(self) -> int:

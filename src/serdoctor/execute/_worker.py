@@ -95,7 +95,7 @@ def recv_frames(sock: socket.socket) -> tuple[int, list[memoryview]] | None:
 def run(sock: socket.socket, key: bytes) -> None:
     """The worker's loop: receive a task, run it, send its outcome; stop when the pool goes."""
     from serdoctor.errors import SerializationError
-    from serdoctor.execute._messages import trim_now
+    from serdoctor.execute._messages import size, trim_now
     from serdoctor.serialize import Serializer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the client, not the workers
@@ -105,7 +105,7 @@ def run(sock: socket.socket, key: bytes) -> None:
         if message is None:
             return
         task_id, frames = message
-        moved = sum(f.nbytes for f in frames)
+        moved = size(frames)
         outcome: tuple[str, Any]
         call: Any = None
         try:
@@ -125,7 +125,7 @@ def run(sock: socket.socket, key: bytes) -> None:
             )
             reply = serializer.dumps_frames(("err", error))
         del outcome
-        moved += sum(memoryview(f).nbytes for f in reply)
+        moved += size(reply)
         try:
             send_frames(sock, task_id, reply)
         except OSError:
