@@ -39,7 +39,7 @@ import zmq
 
 from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig
-from serdoctor.execute._pool import INFLIGHT, Workers, describe, watch
+from serdoctor.execute._pool import INFLIGHT, Workers, describe, new_pool_id, watch
 from serdoctor.serialize._envelope import python_minor, read_head
 
 #: Results that arrive within this many seconds of the last message to the client,
@@ -139,10 +139,7 @@ class Interchange:
         take) is taken when the interchange first has nothing to do, or after
         half a second, and the pool is listed to the client from then on.
         """
-        import socket
-        import uuid
-
-        self.local_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.local_id = new_pool_id()
         self.local_env_due = time.monotonic() + 0.5
         # capacity: what the workers hold in flight, no more; the rest waits here, in order
         info = describe(self.local_id, crew.count, (INFLIGHT - 1) * crew.count, None)

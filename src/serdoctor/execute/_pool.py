@@ -273,7 +273,7 @@ class Pool:
     heartbeat_threshold: float = 10.0
     prefetch: int | None = None
     block_id: str | None = None
-    pool_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    pool_id: str = field(default_factory=lambda: new_pool_id())
 
     def __post_init__(self) -> None:
         self.crew = Workers(self.secrets.key, self.workers)
@@ -374,6 +374,11 @@ class Pool:
             self.reason = str(msg.index.get("reason", "told to by the interchange"))
             self.told_to_stop = True
             self.running = False
+
+
+def new_pool_id() -> str:
+    """A pool's id: its host and a few random hex digits."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
 
 def describe(
