@@ -259,7 +259,7 @@ class Trimmer:
 def trim_now(nbytes: int) -> None:
     """Give freed memory back at once after ``nbytes`` of messages, if that is large."""
     if nbytes >= TRIM_AT:
-        release = _malloc_trim()
+        release = libc("malloc_trim")  # glibc; absent on musl
         if release is not None:
             release(0)
 
@@ -270,12 +270,17 @@ def size(parts: Sequence[Any]) -> int:
 
 
 @functools.cache
-def _malloc_trim() -> Any:
+def libc(name: str) -> Any:
+    """The C library's function ``name`` on Linux (None elsewhere, or where it lacks it).
+
+    For what Python does not offer: ``malloc_trim`` (glibc) here, ``prctl`` for
+    the workers (:mod:`~serdoctor.execute._worker`).
+    """
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
 
     try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; absent on musl
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None

@@ -18,12 +18,10 @@ exception)``; if it dies, its pool notices the closed socket and reports
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import socket
 import struct
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,7 +134,9 @@ def run(sock: socket.socket, key: bytes) -> None:
 
 def start(key: bytes) -> tuple[int, socket.socket]:
     """Fork a worker; return its pid and the pool's end of its socket pair."""
-    prctl = _prctl()
+    from serdoctor.execute._messages import libc
+
+    prctl = libc("prctl")
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:  # the worker: never returns
@@ -159,16 +159,3 @@ def start(key: bytes) -> tuple[int, socket.socket]:
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
-
-
-@functools.cache
-def _prctl() -> Any:
-    """Linux's ``prctl`` (None elsewhere): a worker is named, and killed with its pool."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
