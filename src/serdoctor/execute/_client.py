@@ -665,8 +665,7 @@ class Executor(concurrent.futures.Executor):
                             parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        if len(parts) > 4:  # kind, index, small frames, mac: and more
-                            trimmer.saw(m.size(parts))
+                        trimmer.saw_message(parts)
                         self._receive(parts, sock)
                     if self._finished >= _TRIM_TASKS and not self._tasks:
                         self._finished = 0  # a burst is over: what it used goes back

@@ -187,8 +187,7 @@ class Interchange:
                         parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    if len(parts) > 5:  # identity, kind, index, small frames, mac: and more
-                        self.trimmer.saw(m.size(parts))
+                    self.trimmer.saw_message(parts, routed=True)
                     self._from_client(parts)
             if self.pools_sock in events:
                 for _ in range(1000):
@@ -196,8 +195,7 @@ class Interchange:
                         parts = self.pools_sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    if len(parts) > 5:
-                        self.trimmer.saw(m.size(parts))
+                    self.trimmer.saw_message(parts, routed=True)
                     self._from_pool(parts)
             self._dispatch()
             self._flush_client()

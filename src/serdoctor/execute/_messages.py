@@ -235,6 +235,15 @@ class Trimmer:
                 self.due = time.monotonic() + self.delay
                 self.again = True
 
+    def saw_message(self, parts: Sequence[Any], *, routed: bool = False) -> None:
+        """Count a message as received (``routed``: its first part is a sender's identity).
+
+        Only a message with large frames (parts of their own, beyond the kind,
+        index, packed small frames and MAC that :func:`pack` makes) is sized.
+        """
+        if len(parts) > 4 + routed:
+            self.saw(size(parts))
+
     def soon(self) -> None:
         """Trim after ``delay`` (many small messages have come and gone)."""
         if self.due is None:
