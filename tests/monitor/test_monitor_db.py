@@ -331,7 +331,7 @@ def test_tasks_submitted_in_one_event_write_the_rows_of_one_event_each(
         w = MonitorWriter(tmp_path / "m.db", interval=60)
         try:
             if batched:
-                w.tasks_submitted([(t, "f", 1.0 + t, "pickle", 10 * t) for t in range(3)])
+                w.tasks_submitted([(t, "f", 1.0 + t, "pickle", 10 * t, None) for t in range(3)])
             else:
                 for t in range(3):
                     w.task_submitted(t, "f", method="pickle", payload_bytes=10 * t, when=1.0 + t)

@@ -619,7 +619,7 @@ class Executor(concurrent.futures.Executor):
                     if task is not None and task.method is None:  # never sent: no row yet
                         task.method = ""
                         self._monitor.tasks_submitted(
-                            [(task.id, task.name, task.submitted, None, None)]
+                            [(task.id, task.name, task.submitted, None, None, None)]
                         )
                     self._monitor.task_status(task_id, "cancelled")
 
@@ -717,7 +717,7 @@ class Executor(concurrent.futures.Executor):
             for t in tasks:
                 if t.attempt == 0 and t.method is None:
                     (t.method, t.proxies), t.size = _facts(t.frames[0]), m.size(t.frames)
-                    submitted.append((t.id, t.name, t.submitted, t.method, t.size))
+                    submitted.append((t.id, t.name, t.submitted, t.method, t.size, None))
             self._monitor.tasks_submitted(submitted)
         rows = [[t.id, len(t.frames), t.options.priority, t.options.walltime] for t in tasks]
         frames = m.pack(self._secrets.key, m.TASKS, {"tasks": rows}, [t.frames for t in tasks])

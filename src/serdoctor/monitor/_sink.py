@@ -111,13 +111,9 @@ def _statements(rows: list[tuple[str, tuple[Any, ...]]], run_id: str) -> dict[st
                 (run_id, task_id, attempt, "sent", when, pool, None, None)
                 for task_id, attempt in tasks
             )
-        elif kind == "task":
-            row = list(params)
-            inserted[row[1]] = row
-            by_kind["task"].append(row)
-        elif kind == "submitted":  # tasks submitted, one event per batch
-            for task_id, fn, when, method, size in params[0]:
-                row = [run_id, task_id, fn, when, "queued", when, 0, method, size, None]
+        elif kind == "submitted":  # tasks submitted (one event per batch, or per task)
+            for task_id, fn, when, method, size, depends_on in params[0]:
+                row = [run_id, task_id, fn, when, "queued", when, 0, method, size, depends_on]
                 inserted[task_id] = row
                 by_kind["task"].append(row)
         elif kind == "task_status":

@@ -129,11 +129,7 @@ class MonitorWriter:
     ) -> None:
         """A task was submitted (state ``queued``)."""
         now = time.time() if when is None else when
-        # the task's row says "queued" at ``submitted``: no status row is needed for it
-        self._put(
-            "task",
-            (self.run_id, task_id, fn, now, "queued", now, 0, method, payload_bytes, depends_on),
-        )
+        self.tasks_submitted([(task_id, fn, now, method, payload_bytes, depends_on)])
 
     def task_payload(self, task_id: int, *, method: str, payload_bytes: int) -> None:
         """The stack's choice for the task: the method that carries it, and its size."""
@@ -210,12 +206,13 @@ class MonitorWriter:
             self._put("done", (tries, time.time()))
 
     def tasks_submitted(
-        self, tasks: Sequence[tuple[int, str, float, str | None, int | None]]
+        self, tasks: Sequence[tuple[int, str, float, str | None, int | None, str | None]]
     ) -> None:
         """Tasks submitted, recorded as one event (what the executor sends per batch).
 
-        Each is ``(task_id, fn, submitted, method, payload_bytes)``: the rows of
-        :meth:`task_submitted` for each, for a fraction of the executor's time.
+        Each is ``(task_id, fn, submitted, method, payload_bytes, depends_on)``, as
+        :meth:`task_submitted` takes them; each task's row says "queued" at its
+        ``submitted`` time (no status row is needed for that).
         """
         if tasks:
             self._put("submitted", (tasks,))
