@@ -327,6 +327,51 @@ def test_the_client_holds_back_tasks_the_interchange_has_not_taken_in() -> None:
         assert ex._sent == ex._acked == 1 + _client._WINDOW + 4999
 
 
+def test_a_lone_task_leaves_from_the_callers_thread_and_a_burst_from_the_io_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from serdoctor.execute import _client
+
+    sends: list[tuple[str, int]] = []  # (sending thread, tasks in the message)
+    original = _client.Executor._send_tasks
+
+    def recording(self: Executor, sock: object, tasks: list[object]) -> None:
+        sends.append((threading.current_thread().name, len(tasks)))
+        original(self, sock, tasks)
+
+    monkeypatch.setattr(_client.Executor, "_send_tasks", recording)
+    with Executor(workers=2) as ex:
+        ex.submit(abs, 1).result(timeout=20)  # (the link to the interchange is up now)
+        sends.clear()
+        for i in range(20):  # one at a time: each goes at once, from this thread
+            assert ex.submit(abs, -i).result(timeout=20) == i
+        assert sends == [("MainThread", 1)] * 20
+        sends.clear()
+        futures = [ex.submit(abs, -i) for i in range(3000)]
+        assert sum(f.result(timeout=60) for f in futures) == sum(range(3000))
+        by_io = [n for name, n in sends if name == "serdoctor-executor-io"]
+        assert sum(by_io) >= 2900 and max(by_io) > 1  # batched by the IO thread
+        assert sum(n for _, n in sends) == 3000
+
+
+def test_tasks_submitted_from_many_threads_all_complete_in_each_threads_order() -> None:
+    with Executor(workers=2) as ex:
+
+        def one_thread(k: int) -> list[int]:
+            out = []
+            for i in range(150):  # a mix: lone tasks (sent by this thread) and queued ones
+                futures = [ex.submit(pow, k * 1000 + i, 1) for _ in range(i % 3 + 1)]
+                out.extend(f.result(timeout=30) for f in futures)
+            return out
+
+        with concurrent.futures.ThreadPoolExecutor(8) as threads:
+            results = list(threads.map(one_thread, range(8)))
+        for k, got in enumerate(results):
+            assert got == [k * 1000 + i for i in range(150) for _ in range(i % 3 + 1)]
+
+
 def test_large_messages_leave_no_memory_behind(executor: Executor) -> None:
     import psutil
 

@@ -2,14 +2,16 @@
 
 ::
 
-    submit() ──▶ outgoing queue ──▶ IO thread ── DEALER ──▶ interchange ──▶ pools
-    Future  ◀── resolve / retry ◀── IO thread ◀─ results, lost tasks, pool list
+    submit() ─┬─ (a lone task) ─────────────── DEALER "+" ──▶ interchange ──▶ pools
+              └▶ outgoing queue ──▶ IO thread ──┘
+    Future  ◀── resolve / retry ◀── IO thread ◀─ DEALER ◀── results, lost tasks, pool list
 
 ``submit`` serializes the task in the caller's thread (so an argument that
-cannot be sent fails at once, naming the sub-object), and hands the frames to
-one IO thread, which owns the ZeroMQ socket, batches tasks into messages,
-resolves futures, retries failures within their budget, and notices when the
-interchange is gone.
+cannot be sent fails at once, naming the sub-object). A task submitted while
+few others are unfinished, and none waits to go, is sent from that thread (see
+``_send_now``); otherwise the frames go to one IO thread, which batches tasks
+into messages, resolves futures, retries failures within their budget, and
+notices when the interchange is gone.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ _BATCH_TASKS = 2000
 _BATCH_BYTES = 64 << 20
 _TRIM_TASKS = 1000  # after a burst of this many tasks, the IO thread trims when idle
 _WINDOW = 10_000  # tasks sent to the interchange and not yet taken in by it, at most
+_DIRECT_MAX = 4  # with at most this many tasks unfinished, submit() sends a task itself
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,19 @@ class Executor(concurrent.futures.Executor):
         import zmq
 
         self._ctx = zmq.Context()
+        # Two DEALERs to the interchange: the IO thread's, which receives (and sends
+        # heartbeats), and ``_tx``, which sends everything else, used under
+        # ``_tx_lock`` by the IO thread and by submit() (a task sent from the caller's
+        # thread skips a hand-over to the IO thread). The interchange answers to the
+        # first's identity; the second's is the same with "+" after it.
+        self._ident = os.urandom(8)
+        self._tx = self._ctx.socket(zmq.DEALER)
+        self._tx.setsockopt(zmq.ROUTING_ID, self._ident + b"+")
+        self._tx.setsockopt(zmq.LINGER, 0)
+        self._tx.setsockopt(zmq.SNDHWM, 0)
+        self._tx.connect(f"tcp://127.0.0.1:{self._client_port}")
+        self._tx_lock = threading.Lock()
+        self._linked = False  # the interchange has answered the IO thread's socket
         self._wake_recv = self._ctx.socket(zmq.PAIR)
         self._wake_recv.bind(f"inproc://serdoctor-wake-{id(self)}")
         self._wake_send = self._ctx.socket(zmq.PAIR)
@@ -626,6 +642,8 @@ class Executor(concurrent.futures.Executor):
     def _send(self, kind: bytes, item: Any) -> None:
         if kind == m.CANCEL:
             self._cancels.append(item)
+        elif self._send_now(item):
+            return
         else:
             self._outgoing.append((kind, item))
         with self._lock:
@@ -635,12 +653,30 @@ class Executor(concurrent.futures.Executor):
             with contextlib.suppress(Exception):
                 self._wake_send.send(b"", copy=True)
 
+    def _send_now(self, task: _Task) -> bool:
+        """Send ``task`` from this thread, if nothing else waits to go and few tasks run.
+
+        A task sent by the caller's thread reaches the interchange without a
+        hand-over to the IO thread (a wake-up of it, and a turn of its loop): the
+        latency of a lone task. Under load tasks queue for the IO thread, which
+        sends them many to a message.
+        """
+        if not self._linked or self._outgoing or len(self._tasks) > _DIRECT_MAX:
+            return False
+        with self._tx_lock:
+            if self._outgoing or self._closed.is_set() or self._sent - self._acked >= _WINDOW:
+                return False
+            self._sent += 1
+            self._send_tasks(self._tx, [task])
+        return True
+
     # -- the IO thread ---------------------------------------------------------------------
 
     def _io_loop(self) -> None:
         import zmq
 
         sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self._ident)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
@@ -648,7 +684,8 @@ class Executor(concurrent.futures.Executor):
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_recv, zmq.POLLIN)
-        next_beat = time.monotonic()
+        m.send(sock, m.pack(self._secrets.key, m.HEARTBEAT, {}))  # the interchange answers it
+        next_beat = time.monotonic() + self.heartbeat
         trimmer = m.Trimmer()
         try:
             while not self._closed.is_set():
@@ -656,31 +693,33 @@ class Executor(concurrent.futures.Executor):
                 if self._wake_recv in events:
                     with self._lock:
                         self._woken = False
-                        with contextlib.suppress(zmq.Again):
-                            while True:
-                                self._wake_recv.recv(zmq.NOBLOCK)
+                        while m.readable(self._wake_recv):
+                            self._wake_recv.recv(zmq.NOBLOCK)
                 if sock in events:
-                    for _ in range(200):
-                        try:
-                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
+                    for _ in range(200):  # (asking first is cheaper than a zmq.Again)
+                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         trimmer.saw_message(parts)
-                        self._receive(parts, sock)
+                        self._receive(parts)
+                        if not m.readable(sock):
+                            break
                     if self._finished >= _TRIM_TASKS and not self._tasks:
                         self._finished = 0  # a burst is over: what it used goes back
                         trimmer.soon()
-                self._flush(sock)
+                if self._linked:  # (before that, an answer could miss this socket)
+                    with self._tx_lock:
+                        self._flush(self._tx)
                 now = time.monotonic()
                 trimmer.tick(now)
                 if now >= next_beat:
                     next_beat = now + self.heartbeat
                     m.send(sock, m.pack(self._secrets.key, m.HEARTBEAT, {}))
                     self._check_interchange(now)
-            with contextlib.suppress(Exception):
-                m.send(sock, m.pack(self._secrets.key, m.SHUTDOWN, {}))
+            with contextlib.suppress(Exception), self._tx_lock:
+                m.send(self._tx, m.pack(self._secrets.key, m.SHUTDOWN, {}))
         finally:
-            sock.close(linger=200)
+            sock.close(linger=0)
+            with self._tx_lock:
+                self._tx.close(linger=200)
 
     def _flush(self, sock: Any) -> None:
         """Send what is waiting: cancellations, then tasks while the window allows.
@@ -726,7 +765,7 @@ class Executor(concurrent.futures.Executor):
             if task.retries == 0:
                 task.frames = []  # no second try: the payload need not stay in memory
 
-    def _receive(self, parts: list[Any], sock: Any) -> None:
+    def _receive(self, parts: list[Any]) -> None:
         kind = bytes(parts[0].buffer) if parts else b""
         try:
             msg = m.unpack(self._secrets.key, parts, "results" if kind == m.RESULTS else None)
@@ -734,6 +773,7 @@ class Executor(concurrent.futures.Executor):
             log.warning("dropped a message from the interchange: %s", exc)
             return
         self._last_heard = time.monotonic()
+        self._linked = True
         received = msg.index.get("received")
         if received is not None:
             self._acked = max(self._acked, int(received))
@@ -760,7 +800,7 @@ class Executor(concurrent.futures.Executor):
                     error = DeserializationError(reason)
                 self._failed(int(task_id), error)
         elif msg.kind == m.POOLS:
-            self._update_pools(msg.index, sock)
+            self._update_pools(msg.index)
 
     def _started(self, pool: str, ids: list[int]) -> None:
         now = time.time()
@@ -869,7 +909,7 @@ class Executor(concurrent.futures.Executor):
             self._monitor.task_status(task.id, "failed", attempt=task.attempt,
                                       detail=f"{type(error).__name__}: {error}"[:500])  # fmt: skip
 
-    def _update_pools(self, index: dict[str, Any], sock: Any) -> None:
+    def _update_pools(self, index: dict[str, Any]) -> None:
         self._dropped = int(index.get("dropped", 0))
         seen = set()
         for info in index.get("pools", []):
@@ -879,7 +919,7 @@ class Executor(concurrent.futures.Executor):
             new = pool_id not in self._pools
             entry = {**known, **info, "seen": time.time()}
             if "env" in info and pool_id not in self._verdicts:
-                self._judge_pool(pool_id, entry, sock)  # before anyone can see the pool
+                self._judge_pool(pool_id, entry)  # before anyone can see the pool
             self._pools[pool_id] = entry
             if self._monitor is not None:
                 if new:
@@ -904,7 +944,7 @@ class Executor(concurrent.futures.Executor):
             self._env_cache = environment()
         return self._env_cache
 
-    def _judge_pool(self, pool_id: str, info: dict[str, Any], sock: Any) -> None:
+    def _judge_pool(self, pool_id: str, info: dict[str, Any]) -> None:
         """Compare a new pool's environment with ours; refuse, warn or route (``on_mismatch``)."""
         from serdoctor.serialize import Environment
 
@@ -931,7 +971,8 @@ class Executor(concurrent.futures.Executor):
                 info["state"] = "refused"
                 info["reason"] = text
             index = {"pool": pool_id, "accept": accept, "reason": text}
-            m.send(sock, m.pack(self._secrets.key, m.KICK, index))
+            with self._tx_lock:
+                m.send(self._tx, m.pack(self._secrets.key, m.KICK, index))
         elif matters and reason:
             message = f"pool {pool_id} on {info.get('host')} differs from this client: {reason}"
             if self.on_mismatch == "route":

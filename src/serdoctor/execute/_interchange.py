@@ -183,20 +183,18 @@ class Interchange:
                 self._serve_local(self.crew, events)
             if self.clients in events:
                 for _ in range(1000):
-                    try:
-                        parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
+                    parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
                     self.trimmer.saw_message(parts, routed=True)
                     self._from_client(parts)
+                    if not m.readable(self.clients):
+                        break
             if self.pools_sock in events:
                 for _ in range(1000):
-                    try:
-                        parts = self.pools_sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
+                    parts = self.pools_sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     self.trimmer.saw_message(parts, routed=True)
                     self._from_pool(parts)
+                    if not m.readable(self.pools_sock):
+                        break
             self._dispatch()
             self._flush_client()
             if self.pools_changed:  # a pool came or went: the client hears of it now
@@ -225,6 +223,8 @@ class Interchange:
 
     def _from_client(self, parts: list[Any]) -> None:
         ident = bytes(parts[0].buffer)
+        if ident.endswith(b"+"):  # the client's sending socket: answers go to its other one
+            ident = ident[:-1]
         try:
             kind = bytes(parts[1].buffer)
             msg = m.unpack(self.key, parts[1:], "tasks" if kind == m.TASKS else None)

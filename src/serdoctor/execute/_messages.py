@@ -116,6 +116,14 @@ def pack(
 COPY_MAX = 1 << 20
 
 
+def readable(sock: Any) -> bool:
+    """Whether a ZeroMQ socket has a message waiting (cheaper to ask than a ``zmq.Again``)."""
+    return bool(sock.get(_EVENTS) & _POLLIN)
+
+
+_EVENTS, _POLLIN = 15, 1  # zmq.EVENTS, zmq.POLLIN as plain ints
+
+
 def send(sock: Any, parts: Sequence[Any], ident: bytes | None = None) -> None:
     """Send a message's parts: small ones copied (cheaper), large ones without a copy."""
     if ident is not None:

@@ -319,12 +319,11 @@ class Pool:
                 events = dict(poller.poll(max(1, int(self.heartbeat * 250))))
                 if sock in events:
                     for _ in range(100):
-                        try:
-                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
+                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         last_heard = time.monotonic()
                         self._handle(parts)
+                        if not m.readable(sock):
+                            break
                 for fd in events:
                     if fd in crew.slots:
                         crew.readable(fd)
