@@ -305,6 +305,46 @@ def test_code_pickle_could_not_send_is_sent_by_reference_once_its_name_leads_to_
         module._named_later = fn  # type: ignore[attr-defined]
 
 
+def test_a_call_led_by_code_pickle_could_not_send_is_decided_afresh_too() -> None:
+    # an executor's task is a call, (fn, args, kwargs): the function that leads it
+    # is remembered the same way, and the general path still decides every time
+    import sys
+
+    module = sys.modules[__name__]
+    s = serdoctor.Serializer()
+    fn = _named_later
+    try:
+        del module._named_later  # type: ignore[attr-defined]
+        for i in range(3):
+            call = (fn, (i,), {})
+            report = s.explain(call)
+            assert report.method == "cloudpickle"
+            assert [a.method for a in report.attempts] == ["pickle"]
+            assert "_named_later cannot travel by reference" in report.attempts[0].reason
+            back = s.loads(s.dumps(call))
+            assert back[0](*back[1]) == i + 1
+            assert env.read_head(s.dumps(call))[0].by_value
+        assert s._local.pickler.by_value.get(id(fn)) is fn  # pickle is not tried for it
+        module._named_later = fn  # type: ignore[attr-defined]
+        for i in range(3):
+            call = (fn, (i,), {})
+            header = env.read_head(s.dumps(call))[0]
+            assert header.method == "pickle" and not header.by_value
+            assert s.loads(s.dumps(call))[0] is fn
+    finally:
+        module._named_later = fn  # type: ignore[attr-defined]
+
+
+def test_a_call_whose_arguments_need_code_by_value_does_not_mark_its_function() -> None:
+    # pickle gave up on the lambda among the arguments, not on os.path.join: a call
+    # of os.path.join with plain arguments still takes the fast path, by reference
+    s = serdoctor.Serializer()
+    assert env.read_head(s.dumps((os.path.join, (lambda: 1,), {})))[0].by_value
+    header = env.read_head(s.dumps((os.path.join, ("a", "b"), {})))[0]
+    assert header.method == "pickle" and not header.by_value
+    assert not s._local.pickler.by_value  # nothing remembered: its function was not the cause
+
+
 def test_payloads_of_several_kinds_in_turn_load_as_themselves() -> None:
     # the fast path remembers the last header it met and the others by their start
     s = serdoctor.Serializer(key=KEY)

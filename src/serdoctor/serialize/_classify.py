@@ -49,9 +49,10 @@ class CodeDecision:
 class ByValueNeeded(Exception):
     """Raised inside a by-reference pickler to abandon it for a by-value method."""
 
-    def __init__(self, decision: CodeDecision):
+    def __init__(self, decision: CodeDecision, culprit: Any = None):
         super().__init__(f"{decision.name} cannot travel by reference: {decision.reason}")
         self.decision = decision
+        self.culprit = culprit  # the function, class or module it is about
 
 
 def _in_modules(module: str, names: tuple[str, ...]) -> str | None:

@@ -201,7 +201,7 @@ class _Hooks:
         if kind <= _CLASS:  # a function or class (the kinds' order): no other call
             decision = self._rec.code(obj)
             if decision.how == "value" and self._strict:
-                raise ByValueNeeded(decision)
+                raise ByValueNeeded(decision, obj)
             return NotImplemented
         return self._special(obj, kind)
 
@@ -222,7 +222,7 @@ class _Hooks:
         elif kind == _MODULE:
             decision = self._rec.module(obj)
             if self._strict and decision.how == "value":
-                raise ByValueNeeded(decision)
+                raise ByValueNeeded(decision, obj)
         elif kind == _BUILTIN:
             self._rec.builtin(obj)
         return NotImplemented

@@ -204,6 +204,11 @@ def _nbytes(buf: env.Buffer) -> int:
     return buf.nbytes if isinstance(buf, memoryview) else len(buf)
 
 
+def _lead(obj: Any) -> Any:
+    """What pickle meets first: a tuple's first item (a call's function), or the object."""
+    return obj[0] if type(obj) is tuple and obj else obj
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, ByValueNeeded):
         return str(exc)
@@ -318,12 +323,12 @@ class Serializer:
         obj: Any,
         pid: Any,
         buffers: list[env.Buffer],
-        seed: CodeDecision | None = None,
+        seed: tuple[Any, CodeDecision] | None = None,
     ) -> tuple[list[env.Buffer], Recorder]:
         callback = functools.partial(_out_of_band, buffers=buffers)
         recorder = Recorder(self.by_value_modules)
         if seed is not None:
-            recorder.seed(obj, seed)
+            recorder.seed(*seed)
         ctx = DumpContext(callback, pid, self.by_value_modules, recorder, self.reducers)
         if _chunked(type(method)):
             return method.dumps_chunks(obj, ctx), recorder  # type: ignore[attr-defined]
@@ -371,15 +376,22 @@ class Serializer:
             plan.discard()
         raise self._failure(obj, attempts)
 
-    def _top_decision(self, obj: Any, attempts: list[Attempt]) -> tuple[CodeDecision | None, bool]:
-        """Classify a function sent on its own once; say whether to skip the pickle attempt."""
-        if type(obj) is not types.FunctionType:
+    def _top_decision(
+        self, obj: Any, attempts: list[Attempt]
+    ) -> tuple[tuple[Any, CodeDecision] | None, bool]:
+        """Classify a function sent on its own, or first in a tuple (a call), once.
+
+        Say whether to skip the pickle attempt: pickle meets that function first,
+        and gives up there when it must travel by value.
+        """
+        lead = _lead(obj)
+        if type(lead) is not types.FunctionType:
             return None, False
-        decision = classify(obj, self.by_value_modules)
+        decision = classify(lead, self.by_value_modules)
         if decision.how == "value" and self.methods[0] == "pickle" and len(self.methods) > 1:
             attempts.append(Attempt("pickle", str(ByValueNeeded(decision))))
-            return decision, True
-        return decision, False
+            return (lead, decision), True
+        return (lead, decision), False
 
     def _pack(
         self,
@@ -435,8 +447,12 @@ class Serializer:
         reusable = self._local.pickler
         if reusable is None:
             reusable = self._local.pickler = _Reusable(self.by_value_modules, self.reducers)
-        elif reusable.busy or (reusable.by_value and reusable.by_value.get(id(obj)) is obj):
-            return None  # reentrant, or code that pickle could not send last time
+        elif reusable.busy:
+            return None  # reentrant
+        elif reusable.by_value:
+            lead = _lead(obj)
+            if reusable.by_value.get(id(lead)) is lead:
+                return None  # code (alone, or leading a call) pickle could not send last time
         reusable.busy = True
         file = reusable.file
         recorder = reusable.recorder
@@ -451,14 +467,17 @@ class Serializer:
             else:  # (one module is a str: the set is emptied, as the reset below would)
                 needs = modules.pop() if len(modules) == 1 else frozenset(modules)
             kind = self._by_modules.get(needs) or self._module_kind(needs)
-        except ByValueNeeded:
-            # pickle cannot send it: the general path will. A function or class is
-            # remembered, so that sending it again does not try pickle first (the
-            # next call checks identity, and the general path decides afresh)
-            if isinstance(obj, (types.FunctionType, type)):
+        except ByValueNeeded as exc:
+            # pickle cannot send it: the general path will. A function or class, on
+            # its own or leading a tuple (a call: fn, args, kwargs), that was what
+            # pickle gave up on is remembered, so that sending it again does not try
+            # pickle first (the next call checks identity; the general path decides
+            # afresh)
+            lead = _lead(obj)
+            if isinstance(lead, (types.FunctionType, type)) and exc.culprit is lead:
                 if len(reusable.by_value) >= 64:
                     reusable.by_value.clear()
-                reusable.by_value[id(obj)] = obj
+                reusable.by_value[id(lead)] = lead
             return None
         except Exception:
             self._local.pickler = None  # a fresh one next time: no state left from the failure
