@@ -282,55 +282,41 @@ def _named_later(x: int) -> int:
     return x + 1
 
 
-def test_code_pickle_could_not_send_is_sent_by_reference_once_its_name_leads_to_it() -> None:
-    # the fast path remembers a function that had to go by value and does not try
-    # pickle for it again; the general path still decides afresh on every call
+@pytest.mark.parametrize("as_call", [False, True], ids=["alone", "leading-a-call"])
+def test_code_pickle_could_not_send_is_sent_by_reference_once_its_name_leads_to_it(
+    as_call: bool,
+) -> None:
+    # the fast path remembers a function that had to go by value, alone or leading
+    # a call (an executor's task: fn, args, kwargs), and does not try pickle for it
+    # again; the general path still decides afresh on every call
     import sys
 
     module = sys.modules[__name__]
     s = serdoctor.Serializer()
     fn = _named_later
-    try:
-        del module._named_later  # type: ignore[attr-defined]
-        for _ in range(3):
-            assert s.explain(fn).method == "cloudpickle"
-            assert s.loads(s.dumps(fn))(1) == 2
-            assert env.read_head(s.dumps(fn))[0].by_value
-        module._named_later = fn  # type: ignore[attr-defined]
-        for _ in range(3):
-            header = env.read_head(s.dumps(fn))[0]
-            assert header.method == "pickle" and not header.by_value
-            assert s.loads(s.dumps(fn)) is fn
-    finally:
-        module._named_later = fn  # type: ignore[attr-defined]
 
+    def payload(i: int) -> Any:
+        return (fn, (i,), {}) if as_call else fn
 
-def test_a_call_led_by_code_pickle_could_not_send_is_decided_afresh_too() -> None:
-    # an executor's task is a call, (fn, args, kwargs): the function that leads it
-    # is remembered the same way, and the general path still decides every time
-    import sys
+    def run(back: Any, i: int) -> Any:
+        return back[0](*back[1]) if as_call else back(i)
 
-    module = sys.modules[__name__]
-    s = serdoctor.Serializer()
-    fn = _named_later
     try:
         del module._named_later  # type: ignore[attr-defined]
         for i in range(3):
-            call = (fn, (i,), {})
-            report = s.explain(call)
+            report = s.explain(payload(i))
             assert report.method == "cloudpickle"
             assert [a.method for a in report.attempts] == ["pickle"]
             assert "_named_later cannot travel by reference" in report.attempts[0].reason
-            back = s.loads(s.dumps(call))
-            assert back[0](*back[1]) == i + 1
-            assert env.read_head(s.dumps(call))[0].by_value
+            assert run(s.loads(s.dumps(payload(i))), i) == i + 1
+            assert env.read_head(s.dumps(payload(i)))[0].by_value
         assert s._local.pickler.by_value.get(id(fn)) is fn  # pickle is not tried for it
         module._named_later = fn  # type: ignore[attr-defined]
         for i in range(3):
-            call = (fn, (i,), {})
-            header = env.read_head(s.dumps(call))[0]
+            header = env.read_head(s.dumps(payload(i)))[0]
             assert header.method == "pickle" and not header.by_value
-            assert s.loads(s.dumps(call))[0] is fn
+            back = s.loads(s.dumps(payload(i)))
+            assert (back[0] if as_call else back) is fn
     finally:
         module._named_later = fn  # type: ignore[attr-defined]
 
