@@ -21,6 +21,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -687,6 +688,7 @@ class Executor(concurrent.futures.Executor):
         m.send(sock, m.pack(self._secrets.key, m.HEARTBEAT, {}))  # the interchange answers it
         next_beat = time.monotonic() + self.heartbeat
         trimmer = m.Trimmer()
+        receive = functools.partial(self._receive, trimmer=trimmer)
         try:
             while not self._closed.is_set():
                 events = dict(poller.poll(trimmer.timeout(max(1, int(self.heartbeat * 250)))))
@@ -696,12 +698,7 @@ class Executor(concurrent.futures.Executor):
                         while m.readable(self._wake_recv):
                             self._wake_recv.recv(zmq.NOBLOCK)
                 if sock in events:
-                    for _ in range(200):  # (asking first is cheaper than a zmq.Again)
-                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        trimmer.saw_message(parts)
-                        self._receive(parts)
-                        if not m.readable(sock):
-                            break
+                    m.drain(sock, receive, 200)
                     if self._finished >= _TRIM_TASKS and not self._tasks:
                         self._finished = 0  # a burst is over: what it used goes back
                         trimmer.soon()
@@ -765,7 +762,8 @@ class Executor(concurrent.futures.Executor):
             if task.retries == 0:
                 task.frames = []  # no second try: the payload need not stay in memory
 
-    def _receive(self, parts: list[Any]) -> None:
+    def _receive(self, parts: list[Any], trimmer: m.Trimmer) -> None:
+        trimmer.saw_message(parts)
         kind = bytes(parts[0].buffer) if parts else b""
         try:
             msg = m.unpack(self._secrets.key, parts, "results" if kind == m.RESULTS else None)

@@ -182,19 +182,9 @@ class Interchange:
             if self.crew is not None:
                 self._serve_local(self.crew, events)
             if self.clients in events:
-                for _ in range(1000):
-                    parts = self.clients.recv_multipart(zmq.NOBLOCK, copy=False)
-                    self.trimmer.saw_message(parts, routed=True)
-                    self._from_client(parts)
-                    if not m.readable(self.clients):
-                        break
+                m.drain(self.clients, self._from_client, 1000)
             if self.pools_sock in events:
-                for _ in range(1000):
-                    parts = self.pools_sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    self.trimmer.saw_message(parts, routed=True)
-                    self._from_pool(parts)
-                    if not m.readable(self.pools_sock):
-                        break
+                m.drain(self.pools_sock, self._from_pool, 1000)
             self._dispatch()
             self._flush_client()
             if self.pools_changed:  # a pool came or went: the client hears of it now
@@ -222,6 +212,7 @@ class Interchange:
         m.send(self.clients, frames, self.client_ident)
 
     def _from_client(self, parts: list[Any]) -> None:
+        self.trimmer.saw_message(parts, routed=True)
         ident = bytes(parts[0].buffer)
         if ident.endswith(b"+"):  # the client's sending socket: answers go to its other one
             ident = ident[:-1]
@@ -305,6 +296,7 @@ class Interchange:
         m.send(self.pools_sock, frames, pool.ident)
 
     def _from_pool(self, parts: list[Any]) -> None:
+        self.trimmer.saw_message(parts, routed=True)
         ident = bytes(parts[0].buffer)
         try:
             kind = bytes(parts[1].buffer)

@@ -29,7 +29,7 @@ import hmac
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +121,19 @@ def readable(sock: Any) -> bool:
     return bool(sock.get(_EVENTS) & _POLLIN)
 
 
-_EVENTS, _POLLIN = 15, 1  # zmq.EVENTS, zmq.POLLIN as plain ints
+def drain(sock: Any, handle: Callable[[list[Any]], None], limit: int) -> None:
+    """Hand the messages waiting on a ZeroMQ socket (at most ``limit``) to ``handle``.
+
+    Call it when a poll said the socket is readable. No message outlives its
+    handling here: a large one's buffer is not kept until the next one arrives.
+    """
+    for _ in range(limit):
+        handle(sock.recv_multipart(_NOBLOCK, copy=False))
+        if not readable(sock):
+            return
+
+
+_EVENTS, _POLLIN, _NOBLOCK = 15, 1, 1  # zmq.EVENTS, zmq.POLLIN, zmq.NOBLOCK as plain ints
 
 
 def send(sock: Any, parts: Sequence[Any], ident: bytes | None = None) -> None:

@@ -318,12 +318,8 @@ class Pool:
                 watched = watch(poller, crew, watched)
                 events = dict(poller.poll(max(1, int(self.heartbeat * 250))))
                 if sock in events:
-                    for _ in range(100):
-                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        last_heard = time.monotonic()
-                        self._handle(parts)
-                        if not m.readable(sock):
-                            break
+                    last_heard = time.monotonic()
+                    m.drain(sock, self._handle, 100)
                 for fd in events:
                     if fd in crew.slots:
                         crew.readable(fd)
