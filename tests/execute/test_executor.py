@@ -356,6 +356,19 @@ def test_a_lone_task_leaves_from_the_callers_thread_and_a_burst_from_the_io_thre
         assert sum(n for _, n in sends) == 3000
 
 
+def test_random_bytes_ending_in_a_plus_do_not_confuse_the_client_s_two_sockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the sending socket's identity is the receiving one's with "+" after it: an
+    # identity that itself ended with "+" once sent every answer to nowhere (1 in 256)
+    from serdoctor.execute import _client
+
+    monkeypatch.setattr(_client.os, "urandom", lambda n: b"+" * n)
+    with Executor(workers=1, heartbeat=0.2, heartbeat_threshold=5) as ex:
+        assert ex.submit(abs, -3).result(timeout=20) == 3
+        assert sum(ex.map(abs, range(-20, 0))) == sum(range(1, 21))
+
+
 def test_tasks_submitted_from_many_threads_all_complete_in_each_threads_order() -> None:
     with Executor(workers=2) as ex:
 

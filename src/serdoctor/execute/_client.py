@@ -326,7 +326,7 @@ class Executor(concurrent.futures.Executor):
         # ``_tx_lock`` by the IO thread and by submit() (a task sent from the caller's
         # thread skips a hand-over to the IO thread). The interchange answers to the
         # first's identity; the second's is the same with "+" after it.
-        self._ident = os.urandom(8)
+        self._ident = os.urandom(8).hex().encode()  # (hex: it never ends with "+" itself)
         self._tx = self._ctx.socket(zmq.DEALER)
         self._tx.setsockopt(zmq.ROUTING_ID, self._ident + b"+")
         self._tx.setsockopt(zmq.LINGER, 0)
