@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os.path
 import pickle
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -66,6 +67,67 @@ def test_the_fast_path_writes_what_the_general_path_writes(index: int, key: byte
             assert type(value) is ValueError and value.args == obj.args
         else:
             assert value == obj
+
+
+def _closure(k: int) -> Any:
+    def add(x: int) -> int:
+        return x + k
+
+    return add
+
+
+class _Local:
+    """Made at run time below: a class pickle cannot find by name."""
+
+
+_BY_VALUE: list[Any] = [
+    lambda x: x + 1,
+    lambda x: json.dumps([x]),  # a module among its globals
+    _closure(5),
+    (lambda x, *, y=2: x * y, (3,), {"y": 4}),  # a call, as an executor sends it
+    (_closure(7), (np.arange(20_000),), {}),  # with a large argument out of band
+    type("Made", (_Local,), {"__doc__": "made at run time"}),
+]
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+@pytest.mark.parametrize("index", range(len(_BY_VALUE)))
+def test_code_by_value_takes_a_fast_path_that_writes_what_the_general_path_writes(
+    index: int, key: bytes | None
+) -> None:
+    s = serdoctor.Serializer(key=key)
+    obj = _BY_VALUE[index]
+    fast = _warm(s, obj)
+    assert s._local.by_value is not None  # the reused cloudpickle pickler wrote it
+    assert fast == s._dump(obj).flat()  # the general path, for the same object
+    assert b"".join(s.dumps_frames(obj)) == fast
+    assert env.read_head(fast)[0].by_value
+    back = s.loads_frames(s.dumps_frames(obj))
+    if isinstance(obj, tuple):
+        fn, args, kwargs = back
+        expected = obj[0](*obj[1], **obj[2])
+        got = fn(*args, **kwargs)
+        assert (got == expected).all() if isinstance(got, np.ndarray) else got == expected
+    elif isinstance(obj, type):
+        assert back.__name__ == "Made" and back.__doc__ == "made at run time"
+    else:
+        assert back(1) == obj(1)
+
+
+def test_a_by_value_function_reads_its_globals_afresh_on_every_call() -> None:
+    # the reused pickler must not keep what it sent before: a global the function
+    # reads is sent as it is now
+    s = serdoctor.Serializer()
+    module = sys.modules[__name__]
+    fn = lambda: _SETTING  # noqa: E731
+    for value in (1, [2, 3], {"four": 4}):
+        module._SETTING = value  # type: ignore[attr-defined]
+        assert s.loads(s.dumps(fn))() == value
+        assert s.loads(s.dumps((fn, (), {})))[0]() == value
+    assert s._local.by_value is not None
+
+
+_SETTING: Any = None
 
 
 @pytest.mark.parametrize("damage", ["body", "tag", "truncate", "drop_tag", "extend"])

@@ -347,14 +347,21 @@ class CloudpickleMethod:
         """Pickle ``obj`` with cloudpickle, recording how code travels."""
         return b"".join(self.dumps_chunks(obj, context))
 
-    def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
-        """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
+    @staticmethod
+    def classes() -> tuple[type, type]:
+        """The pickler classes: (plain, with a persistent id).
+
+        Built once, and again if cloudpickle was re-imported (its helpers changed).
+        """
         current = sys.modules.get("cloudpickle")
         if CloudpickleMethod._classes is None or current is not CloudpickleMethod._module:
-            # built once, and again if cloudpickle was re-imported (its helpers changed)
             CloudpickleMethod._classes = _cloudpickle_classes()
             CloudpickleMethod._module = sys.modules.get("cloudpickle")
-        plain, with_pid = CloudpickleMethod._classes
+        return CloudpickleMethod._classes
+
+    def dumps_chunks(self, obj: Any, context: DumpContext) -> list[Any]:
+        """Like :meth:`dumps`, as the pieces the pickler wrote (large ones uncopied)."""
+        plain, with_pid = self.classes()
         context.recorder.active = True
         file = Chunks()
         cls = plain if context.persistent_id is None else with_pid

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import pickle
+import sys
 import threading
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,6 +48,7 @@ from serdoctor.serialize._explain import Attempt, Explanation
 from serdoctor.serialize._methods import (
     ChunkedMethod,
     Chunks,
+    CloudpickleMethod,
     DumpContext,
     LoadContext,
     Method,
@@ -143,10 +145,32 @@ class _Reusable:
         self.by_value: dict[int, Any] = {}
 
 
+class _ReusableByValue:
+    """A cloudpickle pickler kept per thread and serializer for calls of by-value code.
+
+    Code pickle cannot send (a function of ``__main__``, a lambda) goes through
+    cloudpickle; an executor sends the same function many times over. This one is
+    reset and reused like :class:`_Reusable` (see ``_dump_fast_by_value``).
+    """
+
+    def __init__(self, reducers: tuple[str, ...]) -> None:
+        plain, _ = CloudpickleMethod.classes()
+        self.module = sys.modules.get("cloudpickle")  # its helpers: a re-import makes a new one
+        self.file = Chunks()
+        self.buffers: list[env.Buffer] = []
+        self.recorder = LeanRecorder(())
+        self.recorder.active = True
+        callback = functools.partial(_out_of_band, buffers=self.buffers)
+        ctx = DumpContext(callback, None, (), self.recorder, reducers)
+        self.pickler = plain(self.file, ctx)
+        self.busy = False
+
+
 class _PerThread(threading.local):
-    """A serializer's state per thread: its reused pickler (None until the first ``dumps``)."""
+    """A serializer's state per thread: its reused picklers (None until the first ``dumps``)."""
 
     pickler: _Reusable | None = None  # a class attribute: every thread starts from it
+    by_value: _ReusableByValue | None = None
 
 
 def _out_of_band(buf: pickle.PickleBuffer, buffers: list[env.Buffer]) -> bool:
@@ -202,6 +226,25 @@ class _Dumped:
 
 def _nbytes(buf: env.Buffer) -> int:
     return buf.nbytes if isinstance(buf, memoryview) else len(buf)
+
+
+def _fast_size(chunks: list[env.Buffer]) -> int | None:
+    """A fast path's body size; None when a large bytearray went in band.
+
+    The general path sends such a bytearray out of band (see ``scan_bytearrays``).
+    """
+    if len(chunks) == 1:
+        return len(chunks[0])
+    if bytearray in map(type, chunks):
+        return None
+    return sum(map(_nbytes, chunks))
+
+
+def _fast_head(kind: _Kind, size: int, buffers: Sequence[env.Buffer]) -> bytes:
+    """A fast path's frame 0 (the cached head of a small payload where there is one)."""
+    if buffers:
+        return kind.head(size, ",".join(str(_nbytes(b)) for b in buffers))
+    return kind.heads.get(size) or kind.head(size)
 
 
 def _lead(obj: Any) -> Any:
@@ -452,12 +495,14 @@ class Serializer:
         elif reusable.by_value:
             lead = _lead(obj)
             if reusable.by_value.get(id(lead)) is lead:
-                return None  # code (alone, or leading a call) pickle could not send last time
+                # code (alone, or leading a call) pickle could not send last time
+                return self._dump_fast_by_value(obj)
         reusable.busy = True
         file = reusable.file
         recorder = reusable.recorder
         modules = recorder.modules
         pickler = reusable.pickler
+        chunks: list[env.Buffer] | None = None
         try:
             pickler.dump(obj)
             chunks = file[:]
@@ -474,11 +519,11 @@ class Serializer:
             # pickle first (the next call checks identity; the general path decides
             # afresh)
             lead = _lead(obj)
-            if isinstance(lead, (types.FunctionType, type)) and exc.culprit is lead:
-                if len(reusable.by_value) >= 64:
-                    reusable.by_value.clear()
-                reusable.by_value[id(lead)] = lead
-            return None
+            if not (isinstance(lead, (types.FunctionType, type)) and exc.culprit is lead):
+                return None
+            if len(reusable.by_value) >= 64:
+                reusable.by_value.clear()
+            reusable.by_value[id(lead)] = lead
         except Exception:
             self._local.pickler = None  # a fresh one next time: no state left from the failure
             return None
@@ -491,21 +536,69 @@ class Serializer:
                 modules.clear()
             recorder.by_value_seen = False
             reusable.busy = False
-        if len(chunks) == 1:
-            size = len(chunks[0])
-        elif bytearray in map(type, chunks):
-            # a large bytearray went in band: the general path sends it out of band
+        if chunks is None:  # code pickle gave up on, remembered above: by value now
+            return self._dump_fast_by_value(obj)
+        size = _fast_size(chunks)
+        if size is None:
             return None
-        else:
-            size = sum(map(_nbytes, chunks))
         if size > _REUSE_LIMIT:
             # a pickler keeps the output buffer and memo table of its largest payload, and
             # clears them in full on every use: after a large payload, start afresh
             self._local.pickler = None
-        if buffers:
-            lengths = ",".join(str(_nbytes(b)) for b in buffers)
-            return kind.head(size, lengths), chunks, buffers
-        return kind.heads.get(size) or kind.head(size), chunks, buffers
+        return _fast_head(kind, size, buffers), chunks, buffers
+
+    def _dump_fast_by_value(
+        self, obj: Any
+    ) -> tuple[bytes, list[env.Buffer], Sequence[env.Buffer]] | None:
+        """Code that pickle cannot send, alone or leading a call, with a reused cloudpickle.
+
+        What the general path would write when pickle gives up on that code and
+        the next method is the built-in cloudpickle (the default), for a
+        serializer that sends no module by value as a whole. Anything else (and a
+        reentrant call, a large bytearray, an error) returns None, and
+        :meth:`_dump` does the work.
+        """
+        if (
+            self.by_value_modules
+            or self.methods[1:2] != ("cloudpickle",)
+            or registry.peek("cloudpickle") is not _CLOUDPICKLE
+        ):
+            return None
+        reusable = self._local.by_value
+        if reusable is None or reusable.module is not sys.modules.get("cloudpickle"):
+            reusable = self._local.by_value = _ReusableByValue(self.reducers)
+        elif reusable.busy:
+            return None
+        reusable.busy = True
+        recorder = reusable.recorder
+        try:
+            reusable.pickler.dump(obj)
+            chunks = reusable.file[:]
+            buffers: Sequence[env.Buffer] = reusable.buffers[:] if reusable.buffers else ()
+            modules = frozenset(recorder.modules) if recorder.modules else _NO_MODULES
+            by_value = recorder.any_by_value
+            kind = self._kind(_CLOUDPICKLE, modules, by_value, False, None)
+        except Exception:
+            self._local.by_value = None  # a fresh one next time: no state left from the failure
+            return None
+        finally:
+            reusable.pickler.clear_memo()
+            reusable.pickler._globals_ref.clear()  # (the general path's picklers start without)
+            reusable.file.clear()
+            reusable.buffers.clear()
+            recorder.reset()
+            reusable.busy = False
+        if not by_value:  # its name leads to the code again: pickle can send it now
+            remembered = self._local.pickler
+            if remembered is not None:
+                remembered.by_value.pop(id(_lead(obj)), None)
+            return None
+        size = _fast_size(chunks)
+        if size is None:
+            return None
+        if size > _REUSE_LIMIT:
+            self._local.by_value = None  # (see _dump_fast)
+        return _fast_head(kind, size, buffers), chunks, buffers
 
     def _module_kind(self, modules: str | frozenset[str]) -> _Kind:
         """The kind of a pickle payload that needs these modules (cached per serializer)."""
@@ -933,6 +1026,7 @@ def _load_error(exc: Exception, method_name: str) -> SerdoctorError:
 
 _default: Serializer | None = None
 _PICKLE = registry.get("pickle")
+_CLOUDPICKLE = registry.get("cloudpickle")
 _NO_CONTEXT = LoadContext()
 
 
