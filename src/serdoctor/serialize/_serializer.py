@@ -481,11 +481,12 @@ class Serializer:
         """The common case without the general machinery: (head, body pieces, buffers).
 
         Plain pickle with a reused pickler, for a serializer without a proxy
-        policy whose first method is ``pickle``. Anything else (code that must
-        travel by value, a large bytearray, an object pickle refuses, a
-        reentrant call) returns None, and :meth:`_dump` does the whole work,
-        recording every attempt for ``explain``. The header is the one the
-        general path writes for the same payload.
+        policy whose first method is ``pickle``; code that must travel by value,
+        alone or leading a call, goes on to :meth:`_dump_fast_by_value`.
+        Anything else (a large bytearray, an object pickle refuses, a reentrant
+        call) returns None, and :meth:`_dump` does the whole work, recording
+        every attempt for ``explain``. The header is the one the general path
+        writes for the same payload.
         """
         reusable = self._local.pickler
         if reusable is None:
@@ -513,11 +514,11 @@ class Serializer:
                 needs = modules.pop() if len(modules) == 1 else frozenset(modules)
             kind = self._by_modules.get(needs) or self._module_kind(needs)
         except ByValueNeeded as exc:
-            # pickle cannot send it: the general path will. A function or class, on
-            # its own or leading a tuple (a call: fn, args, kwargs), that was what
-            # pickle gave up on is remembered, so that sending it again does not try
-            # pickle first (the next call checks identity; the general path decides
-            # afresh)
+            # pickle cannot send it. A function or class, on its own or leading a
+            # tuple (a call: fn, args, kwargs), that was what pickle gave up on is
+            # remembered, so that sending it again does not try pickle first (the
+            # next call checks identity), and goes by value below; anything else
+            # takes the general path
             lead = _lead(obj)
             if not (isinstance(lead, (types.FunctionType, type)) and exc.culprit is lead):
                 return None
