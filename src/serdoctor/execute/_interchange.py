@@ -552,6 +552,7 @@ class Interchange:
 def main() -> int:
     """Entry point: settings as JSON on stdin; one JSON line on stdout when bound."""
     config = InterchangeConfig.from_json(sys.stdin.readline())
+    m.settle_allocator()  # before any thread (ZeroMQ's) exists
     crew = None
     if config.local_workers:
         crew = Workers(bytes.fromhex(config.key), config.local_workers)

@@ -448,6 +448,7 @@ def serve(
     except ValueError as exc:
         print(f"ser-doctor worker: error: {exc}", file=sys.stderr)
         return 2
+    m.settle_allocator()  # before any thread (ZeroMQ's) exists
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     pool = Pool(url, secrets, workers, heartbeat, heartbeat_threshold, prefetch, block_id)
