@@ -413,6 +413,20 @@ def test_large_tasks_and_results_cross_without_blocking_each_other() -> None:
         assert all(f.result(timeout=30) == big for f in futures)
 
 
+def test_tasks_submitted_together_go_to_idle_workers_first(executor: Executor) -> None:
+    # two tasks at once, two idle workers: one each, side by side, not both queued
+    # on the first worker while the other idles
+    executor.submit(abs, 1).result(timeout=20)
+    span = lambda: (__import__("os").getpid(), time.time(), time.sleep(0.3), time.time())  # noqa: E731
+    for _ in range(3):
+        futures = [executor.submit(span), executor.submit(span)]
+        (pid_a, start_a, _, end_a), (pid_b, start_b, _, end_b) = [
+            f.result(timeout=20) for f in futures
+        ]
+        assert pid_a != pid_b
+        assert start_a < end_b and start_b < end_a  # they overlapped
+
+
 def test_long_tasks_are_not_queued_deep_on_a_worker() -> None:
     # many tasks waiting, but not short ones: a worker holds the one it runs and the
     # next, no more (the rest stay cancellable, and free for any worker)

@@ -211,31 +211,42 @@ class Workers:
     def feed(self, waiting: int = 0) -> None:
         """Hand queued tasks to workers, several to a worker in one message.
 
-        An idle worker gets what is queued, up to :meth:`depth` tasks; a busy one is
-        topped up once it has a single task left: it starts its next task as soon as
-        one ends.
+        The tasks are dealt out one at a time, an idle worker first, so that two
+        tasks never queue on one worker while another idles; a worker takes up to
+        :meth:`depth` tasks, and a busy one is topped up once it has a single task
+        left: it starts its next task as soon as one ends. Each worker then gets
+        its share in one write.
         """
         limit = self.depth(waiting)
-        for slot in self.slots.values():
-            if not self.queue:
-                return
-            if len(slot.inflight) > 1:
-                continue
-            batch = []
-            room = slot.ahead  # the worker has read all it holds but the task it runs
-            while self.queue and len(slot.inflight) < limit:
+        open_ = sorted(
+            (s for s in self.slots.values() if len(s.inflight) <= 1),
+            key=lambda s: len(s.inflight),  # idle workers first
+        )
+        batches: dict[int, list[tuple[int, list[Any]]]] = {id(s): [] for s in open_}
+        room = {id(s): s.ahead for s in open_}  # a worker reads all it holds but its task
+        while self.queue and open_:
+            for slot in list(open_):
+                if not self.queue:
+                    break
+                if len(slot.inflight) >= limit:
+                    open_.remove(slot)
+                    continue
                 if slot.inflight:
-                    room -= self.queue[0].size + 64  # (and its frame header)
-                    if room < 0:
-                        break  # it waits until the worker reads: see AHEAD_MAX
+                    room[id(slot)] -= self.queue[0].size + 64  # (and its frame header)
+                    if room[id(slot)] < 0:
+                        open_.remove(slot)  # it waits until the worker reads: see AHEAD_MAX
+                        continue
                 task = self.queue.popleft()
                 if not slot.inflight:
                     slot.started = time.monotonic()
                 slot.inflight.append(task)
-                batch.append((task.id, task.frames))
-            # a worker that died is reaped when the poller sees its closed socket
-            with contextlib.suppress(OSError):
-                _worker.send_many(slot.sock, batch)
+                batches[id(slot)].append((task.id, task.frames))
+        for slot in self.slots.values():
+            batch = batches.get(id(slot))
+            if batch:
+                # a worker that died is reaped when the poller sees its closed socket
+                with contextlib.suppress(OSError):
+                    _worker.send_many(slot.sock, batch)
 
     def walltimes(self, now: float) -> None:
         """Kill and replace the workers whose task ran past its walltime."""
