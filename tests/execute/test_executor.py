@@ -242,7 +242,20 @@ def test_pools_reports_the_attached_pool(executor: Executor) -> None:
     (pool,) = executor.pools()
     assert pool.workers == 2 and pool.state == "active"
     assert pool.python.startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
-    assert pool.env_digest
+    from serdoctor.execute._client import _digest
+
+    assert pool.env_digest == _digest(serdoctor.environment().to_dict())  # the same as ours
+    # heartbeats keep it current (updated in place), and a busy pool says so
+    busy = [executor.submit(time.sleep, 1.0) for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while True:
+        now = executor.pools()[0]
+        if now.tasks_running == 2 and now.last_heartbeat > pool.last_heartbeat:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.05)
+    assert (now.id, now.env_digest, now.state) == (pool.id, pool.env_digest, "active")
+    assert [f.result(timeout=20) for f in busy] == [None, None]
 
 
 def test_large_arguments_travel_as_proxies_and_are_evicted_when_the_task_resolves(

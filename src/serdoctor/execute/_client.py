@@ -272,6 +272,7 @@ class Executor(concurrent.futures.Executor):
         self._procs: list[subprocess.Popen[bytes]] = []
         self._closed = threading.Event()
         self._env_cache: Any = None
+        self._env_dict: dict[str, Any] | None = None  # its JSON form, as pools send theirs
         curve_secret = curve_public = None
         if not _is_loopback(address):
             import zmq
@@ -305,6 +306,12 @@ class Executor(concurrent.futures.Executor):
             self._interchange = self._start_interchange(config, _pool_env(worker_env))
             if workers and worker_init is not None:
                 self._start_local_pool(workers, worker_env, worker_init)
+            # Our fingerprint, to judge pools by, is taken while the interchange
+            # starts, not when the first pool registers: then it would be taken in
+            # the middle of your first tasks, and its short-lived objects, mixed with
+            # theirs, would keep ~7 MB of memory from going back (measured).
+            with contextlib.suppress(Exception):  # taken again, and reported, when needed
+                self._client_environment()
             self._wait_interchange()
         except BaseException:
             self._kill_children()
@@ -913,12 +920,24 @@ class Executor(concurrent.futures.Executor):
         for info in index.get("pools", []):
             pool_id = str(info["pool_id"])
             seen.add(pool_id)
-            known = self._pools.get(pool_id, {})
-            new = pool_id not in self._pools
-            entry = {**known, **info, "seen": time.time()}
-            if "env" in info and pool_id not in self._verdicts:
-                self._judge_pool(pool_id, entry)  # before anyone can see the pool
-            self._pools[pool_id] = entry
+            if info.get("env") and info["env"] == self._env_dict:
+                info["env"] = self._env_dict  # the same as ours: one copy, made at start
+            entry = self._pools.get(pool_id)
+            new = entry is None
+            if entry is None or ("env" in info and pool_id not in self._verdicts):
+                entry = {**(entry or {}), **info, "seen": time.time()}
+                if "env" in info and pool_id not in self._verdicts:
+                    self._judge_pool(pool_id, entry)  # before anyone can see the pool
+                self._pools[pool_id] = entry
+            else:
+                # In place, keeping the objects of unchanged values: these messages come
+                # every heartbeat, in the middle of bursts of tasks, and objects made
+                # then and kept would keep a burst's memory from going back (each one
+                # pins the allocator's arena it sits in).
+                for key, value in info.items():
+                    if entry.get(key) != value:
+                        entry[key] = value
+                entry["seen"] = time.time()
             if self._monitor is not None:
                 if new:
                     self._monitor.pool_registered(
@@ -940,6 +959,7 @@ class Executor(concurrent.futures.Executor):
             from serdoctor.serialize import environment
 
             self._env_cache = environment()
+            self._env_dict = self._env_cache.to_dict()
         return self._env_cache
 
     def _judge_pool(self, pool_id: str, info: dict[str, Any]) -> None:
