@@ -130,6 +130,14 @@ def worker_command(
         float, typer.Option(help="Seconds of silence after which the interchange counts as gone.")
     ] = 10.0,
     block_id: Annotated[str | None, typer.Option(help="The block this pool runs in.")] = None,
+    preload: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--preload",
+            metavar="MODULE",
+            help="Import MODULE before forking the workers, so they share it (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Start a worker pool that attaches to an executor (see executor.worker_command())."""
     import os
@@ -144,6 +152,7 @@ def worker_command(
             heartbeat=heartbeat,
             heartbeat_threshold=heartbeat_threshold,
             block_id=block_id,
+            preload=preload or (),
         )
     )
 

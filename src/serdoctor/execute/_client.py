@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +54,7 @@ from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig, Secrets
 from serdoctor.execute._deps import find_futures, replace_futures
 from serdoctor.execute._memo import TaskMemo
+from serdoctor.execute._pool import check_preload
 from serdoctor.execute._scaling import BlockInfo, Scaler, ScalingSettings
 from serdoctor.execute.providers._base import Provider
 from serdoctor.serialize import Serializer
@@ -176,6 +177,13 @@ class Executor(concurrent.futures.Executor):
             interchange, or this client) counts as lost.
         worker_env: environment variables added for the pools this executor starts.
         worker_init: shell lines run before a local pool starts (activate a venv).
+        preload: modules every pool this executor starts (and the pools
+            :meth:`worker_command` starts) imports before it forks its workers,
+            e.g. ``["numpy"]``: its workers share that memory instead of each
+            importing its own copy, and replacement workers start with them
+            loaded. A module the local pool cannot import fails the
+            constructor with a ValueError that names it (a pool started
+            elsewhere exits with that message instead).
         checkpoint: a store of results (:class:`serdoctor.Checkpoint`): tasks
             whose results are stored complete without being sent.
         monitoring: a path: record every task, try and pool in that SQLite file.
@@ -204,6 +212,7 @@ class Executor(concurrent.futures.Executor):
         heartbeat_threshold: float = 10.0,
         worker_env: Mapping[str, str] | None = None,
         worker_init: str | None = None,
+        preload: Sequence[str] = (),
         checkpoint: TaskMemo | None = None,
         monitoring: str | os.PathLike[str] | None = None,
         grace: float | None = None,
@@ -224,6 +233,7 @@ class Executor(concurrent.futures.Executor):
             raise ValueError(f"on_mismatch must be 'route', 'warn' or 'error', not {on_mismatch!r}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, not {retries}")
+        self.preload = check_preload(preload)
         if not 0 < heartbeat < heartbeat_threshold:
             raise ValueError("need 0 < heartbeat < heartbeat_threshold (seconds)")
         scaling = ScalingSettings(
@@ -301,6 +311,7 @@ class Executor(concurrent.futures.Executor):
             # the local pool: the interchange runs its workers itself (one process and one
             # hop fewer), unless worker_init must run first in a pool process of its own
             local_workers=workers if worker_init is None else 0,
+            preload=list(self.preload),
         )
         try:
             self._interchange = self._start_interchange(config, _pool_env(worker_env))
@@ -390,6 +401,8 @@ class Executor(concurrent.futures.Executor):
             ) from None
         if "error" in answer:
             proc.wait(5)
+            if answer.get("preload"):
+                raise ValueError(str(answer["error"]))
             raise ValueError(
                 f"the interchange could not listen on {self.address}:{self.port}: "
                 f"{answer['error']}; choose another port= (0 picks a free one)"
@@ -399,8 +412,11 @@ class Executor(concurrent.futures.Executor):
         return [
             "-m", "serdoctor.execute._pool", self.pool_url, "--workers", str(workers),
             "--key-file", key_file, "--heartbeat", str(self.heartbeat),
-            "--heartbeat-threshold", str(self.heartbeat_threshold),
+            "--heartbeat-threshold", str(self.heartbeat_threshold), *self._preload_argv(),
         ]  # fmt: skip
+
+    def _preload_argv(self) -> list[str]:
+        return [arg for name in self.preload for arg in ("--preload", name)]
 
     def _start_local_pool(
         self, workers: int, env: Mapping[str, str] | None, init: str | None
@@ -435,7 +451,7 @@ class Executor(concurrent.futures.Executor):
                 "ser-doctor", "worker", self.pool_url, "--workers", str(n),
                 "--key-file", str(key_file),
                 "--heartbeat", str(self.heartbeat),
-                "--heartbeat-threshold", str(self.heartbeat_threshold),
+                "--heartbeat-threshold", str(self.heartbeat_threshold), *self._preload_argv(),
             ]
         )  # fmt: skip
 
@@ -447,6 +463,7 @@ class Executor(concurrent.futures.Executor):
             sys.executable, "-m", "serdoctor.execute._pool", self.pool_url,
             "--key-file", str(key_file), "--heartbeat", str(self.heartbeat),
             "--heartbeat-threshold", str(self.heartbeat_threshold), "--block-id", block_id,
+            *self._preload_argv(),
         ]  # fmt: skip
         if self._scaler is not None and self._scaler.settings.workers_per_block:
             argv += ["--workers", str(self._scaler.settings.workers_per_block)]

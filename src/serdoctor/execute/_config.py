@@ -85,6 +85,8 @@ class InterchangeConfig:
     curve_public: str | None = None
     #: workers of the local pool the interchange runs itself (0: none)
     local_workers: int = 0
+    #: modules the interchange imports before it forks the local pool's workers
+    preload: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -39,7 +39,14 @@ import zmq
 
 from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig
-from serdoctor.execute._pool import INFLIGHT, Workers, describe, new_pool_id, watch
+from serdoctor.execute._pool import (
+    INFLIGHT,
+    Workers,
+    describe,
+    new_pool_id,
+    preload_modules,
+    watch,
+)
 from serdoctor.serialize._envelope import python_minor, read_head
 
 #: Results that arrive within this many seconds of the last message to the client,
@@ -552,9 +559,14 @@ class Interchange:
 def main() -> int:
     """Entry point: settings as JSON on stdin; one JSON line on stdout when bound."""
     config = InterchangeConfig.from_json(sys.stdin.readline())
-    m.settle_allocator()  # before any thread (ZeroMQ's) exists
+    m.settle_allocator()  # before any thread (ZeroMQ's, a preloaded module's) exists
     crew = None
     if config.local_workers:
+        try:
+            preload_modules(config.preload)  # before the fork: the workers share them
+        except ValueError as exc:
+            print(json.dumps({"error": str(exc), "preload": True}), flush=True)
+            return 2
         crew = Workers(bytes.fromhex(config.key), config.local_workers)
         crew.start()  # forked before ZeroMQ starts its threads
     ix = Interchange(config, crew)

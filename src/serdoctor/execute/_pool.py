@@ -24,6 +24,7 @@ import argparse
 import collections
 import contextlib
 import gc
+import importlib
 import os
 import platform
 import signal
@@ -31,6 +32,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +100,39 @@ def _describe_exit(status: int) -> str:
         }.get(name, "")
         return f"killed by {name} (signal {sig}){hint}"
     return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def preload_modules(modules: Sequence[str]) -> None:
+    """Import ``modules`` in this process, before it forks its workers.
+
+    The workers then share the modules' memory with their parent (copy-on-write)
+    instead of each importing its own copy, and a replacement worker starts with
+    them loaded. A ValueError says which module failed, and why.
+    """
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            raise ValueError(
+                f"preload: cannot import {name!r} with {sys.executable} "
+                f"({type(exc).__name__}: {exc}); install it there, or drop it from preload"
+            ) from None
+
+
+def check_preload(modules: Any) -> tuple[str, ...]:
+    """``modules`` as a tuple of module names, or a ValueError that says what is wrong."""
+    if isinstance(modules, str):
+        raise ValueError(f"preload takes a list of module names, not a string: [{modules!r}]")
+    try:
+        names = tuple(modules)
+    except TypeError:
+        raise ValueError(f"preload takes a list of module names, not {modules!r}") from None
+    for name in names:
+        if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+            raise ValueError(
+                f"preload: {name!r} is not a module name (like 'numpy' or 'scipy.linalg')"
+            )
+    return names
 
 
 class Workers:
@@ -425,6 +460,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heartbeat-threshold", type=float, default=10.0)
     parser.add_argument("--prefetch", type=int, default=None)
     parser.add_argument("--block-id", default=None)
+    parser.add_argument("--preload", action="append", default=[], metavar="MODULE")
     return parser.parse_args(argv)
 
 
@@ -447,8 +483,12 @@ def serve(
     heartbeat_threshold: float = 10.0,
     prefetch: int | None = None,
     block_id: str | None = None,
+    preload: Sequence[str] = (),
 ) -> int:
-    """Run a pool until the interchange lets it go; 2 with a message on bad arguments."""
+    """Run a pool until the interchange lets it go; 2 with a message on bad arguments.
+
+    ``preload``: modules imported before the workers are forked (see :func:`preload_modules`).
+    """
     try:
         check_url(url)
         if workers < 1:
@@ -456,10 +496,11 @@ def serve(
         secrets = (
             Secrets.from_json(sys.stdin.readline()) if key_file == "-" else Secrets.read(key_file)
         )
+        m.settle_allocator()  # before any thread (ZeroMQ's, a preloaded module's) exists
+        preload_modules(check_preload(preload))
     except ValueError as exc:
         print(f"ser-doctor worker: error: {exc}", file=sys.stderr)
         return 2
-    m.settle_allocator()  # before any thread (ZeroMQ's) exists
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     pool = Pool(url, secrets, workers, heartbeat, heartbeat_threshold, prefetch, block_id)
@@ -477,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_threshold=args.heartbeat_threshold,
         prefetch=args.prefetch,
         block_id=args.block_id,
+        preload=args.preload,
     )
 
 
