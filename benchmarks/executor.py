@@ -14,15 +14,22 @@ each with the same number of workers. Measured:
   every worker has unpickled a small array once (the workers of ProcessPoolExecutor
   fork from this process with numpy loaded; the others' import it on first use, a
   one-off cost that is start-up, not bandwidth);
-- start-up: constructor to the first result (s);
+- start-up: constructor to the first result (s), the peer's modules imported
+  before (their memory counts in idle PSS);
 - idle PSS: memory of every process the executor started, plus the growth of this
-  process, after the work (MB).
+  process, half a second after the work (MB). The work's own data (its futures, the
+  arrays it echoed) is dropped by then, as a program drops what it has used: what
+  is left is the executor's (and the allocator's) doing.
+
+Every peer is measured in a fresh process of its own (numpy and psutil imported),
+so no peer inherits another's imports or allocator growth.
 
 Peers are benchmark-only dependencies: ``pip install -e '.[bench]'``. A peer that
 fails to start is reported as failed and the run goes on. Usage::
 
     python benchmarks/executor.py [--quick] [--workers 2] [--peers serdoctor,ppe,loky,htex,dask]
         [--monitoring]   # also serdoctor with monitoring on (its cost, as a ratio)
+        [--preload]      # also serdoctor with preload=["numpy"] (the workers share numpy)
 """
 
 from __future__ import annotations
@@ -30,8 +37,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
+import importlib
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +71,7 @@ class Result:
     echo_mbs: float = 0.0
     startup: float = 0.0
     pss_mb: float = 0.0
+    pss_parts: list[tuple[str, float]] = field(default_factory=list)  # (process, MB)
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -68,6 +80,9 @@ class Peer:
     """How to start, submit to and stop one executor."""
 
     name = "?"
+    #: what the peer's constructor needs imported (imported before start-up is timed,
+    #: as a program imports first; its memory still counts in idle PSS)
+    modules: tuple[str, ...] = ()
 
     def start(self, workers: int) -> None:
         raise NotImplementedError
@@ -84,19 +99,25 @@ class Peer:
 
 class Serdoctor(Peer):
     name = "serdoctor"
+    modules = ("serdoctor",)
 
-    def __init__(self, monitoring: bool = False) -> None:
+    def __init__(self, monitoring: bool = False, preload: tuple[str, ...] = ()) -> None:
         self.monitoring = monitoring
+        self.preload = preload
         if monitoring:
             self.name = "serdoctor+monitoring"
-            self.tmp = tempfile.mkdtemp(prefix="bench-monitor-")
+        if preload:
+            self.name = "serdoctor+preload"
 
     def start(self, workers: int) -> None:
         import serdoctor
 
         kwargs: dict[str, Any] = {}
         if self.monitoring:
+            self.tmp = tempfile.mkdtemp(prefix="bench-monitor-")
             kwargs["monitoring"] = os.path.join(self.tmp, "monitoring.db")
+        if self.preload:
+            kwargs["preload"] = list(self.preload)
         self.ex = serdoctor.Executor(workers=workers, **kwargs)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -108,6 +129,7 @@ class Serdoctor(Peer):
 
 class ProcessPool(Peer):
     name = "ProcessPoolExecutor"
+    modules = ("concurrent.futures.process",)
 
     def start(self, workers: int) -> None:
         self.ex = concurrent.futures.ProcessPoolExecutor(workers)
@@ -121,6 +143,7 @@ class ProcessPool(Peer):
 
 class Loky(Peer):
     name = "loky"
+    modules = ("loky",)
 
     def start(self, workers: int) -> None:
         from loky import get_reusable_executor
@@ -136,6 +159,7 @@ class Loky(Peer):
 
 class Htex(Peer):
     name = "Parsl HTEX"
+    modules = ("parsl.executors", "parsl.providers")
 
     def start(self, workers: int) -> None:
         from parsl.executors import HighThroughputExecutor
@@ -187,6 +211,7 @@ class Htex(Peer):
 
 class Dask(Peer):
     name = "Dask LocalCluster"
+    modules = ("distributed",)
 
     def start(self, workers: int) -> None:
         from distributed import Client, LocalCluster
@@ -213,16 +238,17 @@ PEERS: dict[str, Callable[[], Peer]] = {
 }
 
 
-def _pss_mb(before: set[int], own_before: float) -> float:
+def _pss_mb(before: set[int], own_before: float) -> tuple[float, list[tuple[str, float]]]:
+    """The idle PSS (MB): this process's growth and every process the peer started."""
     me = psutil.Process()
-    total = 0.0
+    parts = [("this process's growth", max(0.0, me.memory_full_info().pss - own_before))]
     for child in me.children(recursive=True):
         if child.pid in before:
             continue
         with contextlib.suppress(psutil.Error):
-            total += child.memory_full_info().pss
-    total += max(0.0, me.memory_full_info().pss - own_before)
-    return total / 2**20
+            parts.append((f"{child.name()} {child.pid}", child.memory_full_info().pss))
+    parts = [(name, pss / 2**20) for name, pss in parts]
+    return sum(pss for _, pss in parts), parts
 
 
 @contextlib.contextmanager
@@ -237,15 +263,54 @@ def _quiet() -> Iterator[None]:
     logging.disable(logging.NOTSET)
 
 
+def _throughput(peer: Peer, tasks: int, rounds: int) -> float:
+    """Tasks per second: ``tasks`` no-op tasks submitted at once, the best of ``rounds``."""
+    best = 0.0
+    for _ in range(rounds):  # one burst of load on the machine must not decide a ratio
+        t0 = time.perf_counter()
+        futures = [peer.submit(noop, i) for i in range(tasks)]
+        for f in futures:
+            peer.result(f)
+        best = max(best, tasks / (time.perf_counter() - t0))
+    return best
+
+
+def _latency(peer: Peer, sequential: int) -> tuple[float, float]:
+    """p50 and p99 (seconds) of ``sequential`` tasks, each submitted when the last is done."""
+    lat = []
+    for i in range(sequential):
+        t = time.perf_counter()
+        peer.result(peer.submit(noop, i))
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def _echo(peer: Peer, workers: int, echoes: int) -> float:
+    """MB/s of a 10 MB numpy array sent to a worker and back, ``echoes`` times in a row."""
+    array = np.random.default_rng(0).random(10 * 2**20 // 8)
+    # every worker unpickles an array once first: a worker that did not fork from
+    # this process imports numpy then, a one-off cost that is not bandwidth
+    for f in [peer.submit(echo, array[:1]) for _ in range(2 * workers)]:
+        peer.result(f)
+    t0 = time.perf_counter()
+    for _ in range(echoes):
+        back = peer.result(peer.submit(echo, array))
+        assert back.shape == array.shape
+    return echoes * array.nbytes / 2**20 / (time.perf_counter() - t0)
+
+
 def measure(
     peer: Peer, workers: int, tasks: int, sequential: int, echoes: int, rounds: int = 3
 ) -> Result:
     res = Result(peer.name)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     own_before = psutil.Process().memory_full_info().pss
-    start = time.perf_counter()
     try:
         with _quiet():
+            for module in peer.modules:
+                importlib.import_module(module)
+            start = time.perf_counter()
             peer.start(workers)
             peer.result(peer.submit(noop, 1))
     except Exception as exc:
@@ -257,32 +322,13 @@ def measure(
     try:
         for _ in range(20):  # warm every worker
             peer.result(peer.submit(noop, 1))
-        for _ in range(rounds):  # the best of a few rounds: one burst of load on the
-            t0 = time.perf_counter()  # machine must not decide a ratio
-            futures = [peer.submit(noop, i) for i in range(tasks)]
-            for f in futures:
-                peer.result(f)
-            res.throughput = max(res.throughput, tasks / (time.perf_counter() - t0))
-        lat = []
-        for i in range(sequential):
-            t = time.perf_counter()
-            peer.result(peer.submit(noop, i))
-            lat.append(time.perf_counter() - t)
-        lat.sort()
-        res.p50 = statistics.median(lat)
-        res.p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        array = np.random.default_rng(0).random(10 * 2**20 // 8)
-        # every worker unpickles an array once first: a worker that did not fork from
-        # this process imports numpy then, a one-off cost that is not bandwidth
-        for f in [peer.submit(echo, array[:1]) for _ in range(2 * workers)]:
-            peer.result(f)
-        t0 = time.perf_counter()
-        for _ in range(echoes):
-            back = peer.result(peer.submit(echo, array))
-            assert back.shape == array.shape
-        res.echo_mbs = echoes * array.nbytes / 2**20 / (time.perf_counter() - t0)
+        # each phase keeps its data to itself, as a program drops what it has used:
+        # the idle PSS below is the executors' memory, not this script's arrays and futures
+        res.throughput = _throughput(peer, tasks, rounds)
+        res.p50, res.p99 = _latency(peer, sequential)
+        res.echo_mbs = _echo(peer, workers, echoes)
         time.sleep(0.5)
-        res.pss_mb = _pss_mb(before, own_before)
+        res.pss_mb, res.pss_parts = _pss_mb(before, own_before)
     except Exception as exc:
         res.error = f"failed: {type(exc).__name__}: {exc}"[:200]
     finally:
@@ -299,34 +345,65 @@ def measure(
     return res
 
 
+def make_peer(kind: str) -> Peer:
+    """A peer by its name in --peers, or serdoctor+monitoring / serdoctor+preload."""
+    if kind == "serdoctor+monitoring":
+        return Serdoctor(monitoring=True)
+    if kind == "serdoctor+preload":
+        return Serdoctor(preload=("numpy",))
+    return PEERS[kind]()
+
+
+def measure_apart(kind: str, args: argparse.Namespace) -> Result:
+    """Measure one peer in a fresh process of its own.
+
+    Each peer's idle PSS counts this process's growth: in a shared process the
+    first peer would pay for imports and allocator growth that later peers
+    reuse (a peer measured after serdoctor came out 20-40 MB lighter than first).
+    """
+    argv = [sys.executable, __file__, "--one", kind, "--workers", str(args.workers),
+            "--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])  # fmt: skip
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=900)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if not lines:
+        return Result(make_peer(kind).name, error=f"its process exited with {proc.returncode}")
+    return Result(**json.loads(lines[-1][len("RESULT ") :]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tasks, for a smoke run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--monitoring", action="store_true")
+    parser.add_argument(
+        "--preload", action="store_true", help="also serdoctor with preload=['numpy']"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="throughput: best of N rounds")
     parser.add_argument(
         "--repeat", type=int, default=1, help="start every peer N times, in turn; keep its best"
     )
+    parser.add_argument("--memory", action="store_true", help="show each process's idle PSS")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # measure one peer, here
     args = parser.parse_args()
     tasks, sequential, echoes = (500, 50, 3) if args.quick else (5000, 300, 10)
-    names = [n.strip() for n in args.peers.split(",") if n.strip()]
-
-    def make_peers() -> list[Peer]:
-        made = [PEERS[n]() for n in names]
-        if args.monitoring:
-            made.insert(1, Serdoctor(monitoring=True))
-        return made
-
-    peers = make_peers()
+    if args.one:
+        res = measure(make_peer(args.one), args.workers, tasks, sequential, echoes, args.rounds)
+        print("RESULT " + json.dumps(dataclasses.asdict(res)), flush=True)
+        return
+    kinds = [n.strip() for n in args.peers.split(",") if n.strip()]
+    if "serdoctor" in kinds:
+        at = kinds.index("serdoctor") + 1
+        kinds[at:at] = [k for k, on in (("serdoctor+monitoring", args.monitoring),
+                                         ("serdoctor+preload", args.preload)) if on]  # fmt: skip
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.workers} workers; "
-          f"{tasks} no-op tasks, {sequential} sequential, {echoes} x 10 MB echo")  # fmt: skip
+          f"{tasks} no-op tasks, {sequential} sequential, {echoes} x 10 MB echo; "
+          f"each peer in a process of its own")  # fmt: skip
     results: list[Result] = []
     for turn in range(args.repeat):  # peers take turns, so a slow spell hits them alike
-        for i, peer in enumerate(peers if turn == 0 else make_peers()):
-            print(f"  running {peer.name} ...", flush=True)
-            res = measure(peer, args.workers, tasks, sequential, echoes, args.rounds)
+        for i, kind in enumerate(kinds):
+            print(f"  running {make_peer(kind).name} ...", flush=True)
+            res = measure_apart(kind, args)
             if turn == 0:
                 results.append(res)
             elif not res.error and (results[i].error or res.throughput > results[i].throughput):
@@ -343,6 +420,8 @@ def main() -> None:
         print(f"{r.name:22} {r.throughput:9.0f} {r.p50 * 1e3:8.2f} {r.p99 * 1e3:8.2f} "
               f"{r.echo_mbs:10.0f} {r.startup:8.2f} {r.pss_mb:12.0f}"
               + (f"   ({'; '.join(r.notes)})" if r.notes else ""))  # fmt: skip
+        if args.memory:
+            print("    idle PSS: " + ", ".join(f"{n} {mb:.1f}" for n, mb in r.pss_parts))
     sd = next((r for r in results if r.name == "serdoctor" and not r.error), None)
     if sd is None:
         return
