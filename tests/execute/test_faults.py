@@ -51,12 +51,18 @@ def _children(kind: str) -> list[psutil.Process]:
     ]
 
 
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # (also when it exits while we look)
+        return False
+
+
 def _gone(pids: list[int], seconds: float) -> float:
     """Seconds until every pid has exited (fails after ``seconds``)."""
     start = time.monotonic()
     while True:
-        alive = [pid for pid in pids if psutil.pid_exists(pid)
-                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+        alive = [pid for pid in pids if _running(pid)]
         if not alive:
             return time.monotonic() - start
         assert time.monotonic() - start < seconds, f"still running: {alive}"
