@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import configuration as _hypothesis_configuration
 
+from _procs import alive
+
 _HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="serdoctor-hypothesis-"))
 
 
@@ -37,14 +39,6 @@ def _children() -> set[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     """Fail a test that leaves a child process or a thread running."""
@@ -59,10 +53,10 @@ def no_leftover_processes() -> Iterator[None]:
     if extra:
         pytest.fail(f"test left threads running: {[t.name for t in extra]}")
     deadline = time.monotonic() + 5
-    leaked = {p for p in _children() - before if _alive(p)}
+    leaked = {p for p in _children() - before if alive(p)}
     while leaked and time.monotonic() < deadline:
         time.sleep(0.05)
-        leaked = {p for p in _children() - before if _alive(p)}
+        leaked = {p for p in _children() - before if alive(p)}
     if leaked:
         for pid in leaked:
             with contextlib.suppress(OSError):

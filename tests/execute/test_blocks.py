@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-import psutil
 import pytest
 
+from _procs import alive
 from serdoctor.errors import BlockError
 from serdoctor.execute import Executor, LocalProvider
 
@@ -52,13 +52,6 @@ def test_blocks_that_fail_before_registering_fail_the_queued_tasks_with_their_wo
             ex.submit(abs, -2)
 
 
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:  # (also when it exits while we look)
-        return False
-
-
 @pytest.mark.timeout(60)
 def test_shutdown_cancels_every_block_it_started() -> None:
     ex = Executor(workers=0, provider=LocalProvider(), init_blocks=2, max_blocks=2,
@@ -69,7 +62,7 @@ def test_shutdown_cancels_every_block_it_started() -> None:
     ex.shutdown()
     assert all(b.state == "cancelled" for b in ex.blocks())
     deadline = time.monotonic() + 10
-    while any(_running(pid) for pid in pids):
+    while any(alive(pid) for pid in pids):
         assert time.monotonic() < deadline, "a block's pool outlived shutdown"
         time.sleep(0.05)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from _procs import alive
 from serdoctor.errors import InterchangeLost, ManagerLost, WorkerLost
 from serdoctor.execute import Executor
 
@@ -51,21 +52,14 @@ def _children(kind: str) -> list[psutil.Process]:
     ]
 
 
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:  # (also when it exits while we look)
-        return False
-
-
 def _gone(pids: list[int], seconds: float) -> float:
     """Seconds until every pid has exited (fails after ``seconds``)."""
     start = time.monotonic()
     while True:
-        alive = [pid for pid in pids if _running(pid)]
-        if not alive:
+        running = [pid for pid in pids if alive(pid)]
+        if not running:
             return time.monotonic() - start
-        assert time.monotonic() - start < seconds, f"still running: {alive}"
+        assert time.monotonic() - start < seconds, f"still running: {running}"
         time.sleep(0.05)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from _procs import alive
 from serdoctor.errors import BlockError
 from serdoctor.execute.providers import BlockState, LocalProvider, Provider, walltime_seconds
 
@@ -17,15 +17,6 @@ def _wait_state(provider: LocalProvider, job: str, state: BlockState, seconds: f
     while provider.status([job])[job].state is not state:
         assert time.monotonic() < deadline, provider.status([job])[job].describe()
         time.sleep(0.05)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    return state != "Z"
 
 
 @pytest.mark.timeout(30)
@@ -77,7 +68,7 @@ def test_cancel_ends_the_whole_process_group(tmp_path: Path) -> None:
         provider.cancel([job])
         assert provider.status([job])[job].state is BlockState.CANCELLED
         deadline = time.monotonic() + 5
-        while _pid_alive(grandchild):
+        while alive(grandchild):
             assert time.monotonic() < deadline, "a process of the cancelled block is still running"
             time.sleep(0.05)
     finally:
