@@ -941,9 +941,10 @@ class Executor(concurrent.futures.Executor):
                 info["env"] = self._env_dict  # the same as ours: one copy, made at start
             entry = self._pools.get(pool_id)
             new = entry is None
-            if entry is None or ("env" in info and pool_id not in self._verdicts):
+            judge = "env" in info and pool_id not in self._verdicts
+            if entry is None or judge:
                 entry = {**(entry or {}), **info, "seen": time.time()}
-                if "env" in info and pool_id not in self._verdicts:
+                if judge:
                     self._judge_pool(pool_id, entry)  # before anyone can see the pool
                 self._pools[pool_id] = entry
             else:
