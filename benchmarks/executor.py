@@ -363,7 +363,10 @@ def measure_apart(kind: str, args: argparse.Namespace) -> Result:
     """
     argv = [sys.executable, __file__, "--one", kind, "--workers", str(args.workers),
             "--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])  # fmt: skip
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=900)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=900)
+    except subprocess.TimeoutExpired:  # (run() kills it): the other peers still run
+        return Result(make_peer(kind).name, error="its process did not finish in 900 s")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if not lines:
         return Result(make_peer(kind).name, error=f"its process exited with {proc.returncode}")
