@@ -51,3 +51,39 @@ def test_settled_processes_give_back_what_another_thread_freed() -> None:
     # glibc by default: the thread's own arena keeps the last buffer, out of malloc_trim's reach
     assert _kept("default") >= 15
     assert _kept("settled") <= 2
+
+
+# In a fresh interpreter: 20 MB of small blocks are freed below one still in use (as
+# a burst of small messages leaves them), out of reach of glibc's own trimming; then a
+# Trimmer is told that a burst ended, and reports how much its trim gave back.
+BURST = textwrap.dedent("""
+    import ctypes, time
+    import psutil
+    from serdoctor.execute import _messages as m
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = []
+    for _ in range(5000):
+        block = libc.malloc(4000)
+        ctypes.memset(block, 1, 4000)
+        blocks.append(block)
+    last = libc.malloc(4000)
+    for block in blocks:
+        libc.free(block)
+    me = psutil.Process()
+    before = me.memory_full_info().uss
+    trimmer = m.Trimmer(delay=0.01)
+    trimmer.soon()
+    time.sleep(0.02)
+    trimmer.tick(time.monotonic())
+    print((before - me.memory_full_info().uss) >> 20)
+""")
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_of_small_messages_is_trimmed_after_it_ends() -> None:
+    out = subprocess.run([sys.executable, "-c", BURST], capture_output=True, text=True, timeout=50)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 15  # of the 19 MB freed; none of it counted as a large message
