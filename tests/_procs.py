@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def alive(pid: int) -> bool:
@@ -12,3 +13,11 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def workers_of(process: Any) -> list[Any]:
+    """The worker processes (``serdoctor-wrk``) among a pool's or an interchange's children.
+
+    Not the short-lived ``serdoctor-env`` child that takes the pool's fingerprint.
+    """
+    return [p for p in process.children() if p.name() == "serdoctor-wrk"]

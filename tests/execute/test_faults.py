@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from _procs import alive
+from _procs import alive, workers_of
 from serdoctor.errors import InterchangeLost, ManagerLost, WorkerLost
 from serdoctor.execute import Executor
 
@@ -124,7 +124,7 @@ def test_a_dead_interchange_fails_pending_futures_and_shutdown_returns() -> None
     ex.submit(abs, 1).result(timeout=20)
     (interchange,) = [p for p in _children("serdoctor.execute._interchange")
                       if p.parent().pid == os.getpid()]  # fmt: skip
-    pool_pids = [p.pid for p in interchange.children()]  # the local pool's workers
+    pool_pids = [p.pid for p in workers_of(interchange)]  # the local pool's workers
     assert len(pool_pids) == 1
     pending = [ex.submit(time.sleep, 5) for _ in range(3)]
     start = time.monotonic()

@@ -41,6 +41,7 @@ from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig
 from serdoctor.execute._pool import (
     INFLIGHT,
+    Fingerprint,
     Workers,
     describe,
     new_pool_id,
@@ -83,7 +84,12 @@ class _Pool:
 class Interchange:
     """The interchange's state and loop (one thread, one poller)."""
 
-    def __init__(self, config: InterchangeConfig, crew: Workers | None = None) -> None:
+    def __init__(
+        self,
+        config: InterchangeConfig,
+        crew: Workers | None = None,
+        fingerprint: Fingerprint | None = None,
+    ) -> None:
         self.cfg = config
         self.key = bytes.fromhex(config.key)
         self.ctx = zmq.Context()
@@ -119,7 +125,7 @@ class Interchange:
         self.finished = 0  # results since the last trim
         self.crew = crew
         self.local_id = ""
-        self.local_env_due: float | None = None
+        self.fingerprint = fingerprint  # the local pool's, on its way
         if crew is not None:
             self._register_local(crew)
 
@@ -143,11 +149,10 @@ class Interchange:
         """The local pool: workers the interchange runs itself, listed like any pool.
 
         It serves at once; its environment fingerprint (tens of milliseconds to
-        take) is taken when the interchange first has nothing to do, or after
-        half a second, and the pool is listed to the client from then on.
+        take) comes from a child process (:class:`~serdoctor.execute._pool.Fingerprint`),
+        and the pool is listed to the client from then on.
         """
         self.local_id = new_pool_id()
-        self.local_env_due = time.monotonic() + 0.5
         # capacity: what the workers hold in flight, no more; the rest waits here, in order
         info = describe(self.local_id, crew.count, (INFLIGHT - 1) * crew.count, None)
         state = "pending" if self.cfg.on_mismatch == "error" else "active"
@@ -161,13 +166,15 @@ class Interchange:
             crew=crew,
         )
 
-    def _fingerprint_local(self) -> None:
-        from serdoctor.serialize import environment
-
-        self.local_env_due = None
+    def _read_fingerprint(self, fingerprint: Fingerprint, poller: zmq.Poller) -> None:
+        env = fingerprint.read()
+        if env is None:
+            return  # more to come
+        poller.unregister(fingerprint.sock)
+        self.fingerprint = None
         pool = self.pools.get(self.local_id)
         if pool is not None:
-            pool.info["env"] = environment().to_dict()
+            pool.info["env"] = env
             self.pools_changed = True
 
     # -- the loop --------------------------------------------------------------------------
@@ -177,6 +184,8 @@ class Interchange:
         poller = zmq.Poller()
         poller.register(self.clients, zmq.POLLIN)
         poller.register(self.pools_sock, zmq.POLLIN)
+        if self.fingerprint is not None:
+            poller.register(self.fingerprint.sock, zmq.POLLIN)
         next_beat = time.monotonic()
         watched: set[int] = set()
         while self.running:
@@ -192,6 +201,8 @@ class Interchange:
                 m.drain(self.clients, self._from_client, 1000)
             if self.pools_sock in events:
                 m.drain(self.pools_sock, self._from_pool, 1000)
+            if self.fingerprint is not None and self.fingerprint.sock.fileno() in events:  # (by fd)
+                self._read_fingerprint(self.fingerprint, poller)
             self._dispatch()
             self._flush_client()
             if self.pools_changed:  # a pool came or went: the client hears of it now
@@ -202,8 +213,6 @@ class Interchange:
                 self.finished = 0  # a burst is over: what it used goes back
                 self.trimmer.soon()
             now = time.monotonic()
-            if self.local_env_due is not None and (not events or now >= self.local_env_due):
-                self._fingerprint_local()
             self.trimmer.tick(now)
             if now >= next_beat:
                 next_beat = now + self.cfg.heartbeat
@@ -548,7 +557,9 @@ class Interchange:
         ]
 
     def close(self) -> None:
-        """Stop the local workers; close the sockets and the context."""
+        """Stop the local workers (and a fingerprint's child); close the sockets and the context."""
+        if self.fingerprint is not None:
+            self.fingerprint.close()
         if self.crew is not None:
             self.crew.stop()
         self.clients.close(0)
@@ -560,16 +571,18 @@ def main() -> int:
     """Entry point: settings as JSON on stdin; one JSON line on stdout when bound."""
     config = InterchangeConfig.from_json(sys.stdin.readline())
     m.settle_allocator()  # before any thread (ZeroMQ's, a preloaded module's) exists
-    crew = None
+    crew = fingerprint = None
     if config.local_workers:
+        fingerprint = Fingerprint(nice=10)  # (its child inherits no worker's socket)
         try:
             preload_modules(config.preload)  # before the fork: the workers share them
         except ValueError as exc:
             print(json.dumps({"error": str(exc), "preload": True}), flush=True)
+            fingerprint.close()
             return 2
         crew = Workers(bytes.fromhex(config.key), config.local_workers)
         crew.start()  # forked before ZeroMQ starts its threads
-    ix = Interchange(config, crew)
+    ix = Interchange(config, crew, fingerprint)
     try:
         ports = ix.bind()
     except zmq.ZMQError as exc:

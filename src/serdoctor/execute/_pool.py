@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import gc
 import importlib
+import json
 import os
 import platform
 import signal
@@ -100,6 +102,70 @@ def _describe_exit(status: int) -> str:
         }.get(name, "")
         return f"killed by {name} (signal {sig}){hint}"
     return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+class Fingerprint:
+    """This process's environment fingerprint, taken by a child forked from it.
+
+    Taking it reads the metadata of every installed distribution, with the
+    modules that needs: megabytes that a long-lived interchange or pool would
+    keep, and writes to memory the process shares with its workers, so that
+    each of them ends up with a copy of its own (6-7 MB in all, for an
+    interchange with two workers). The child takes it, sends it back as JSON
+    and exits (its name in ``ps``: ``serdoctor-env``); its memory goes with it.
+    Create one while the process has a single thread (before ZeroMQ's exist).
+
+    The interchange polls :attr:`sock` and calls :meth:`read`; a pool process
+    calls :meth:`wait`. If the child fails, the fingerprint is taken here after all.
+    """
+
+    def __init__(self, *, nice: int = 0) -> None:
+        self.pid, self.sock = _worker.fork(b"serdoctor-env", functools.partial(_take, nice=nice))
+        self._data = bytearray()
+
+    def read(self) -> dict[str, Any] | None:
+        """Read what the child sent (when :attr:`sock` is readable).
+
+        The fingerprint (as ``Environment.to_dict`` gives it) once the child is
+        done; None until then.
+        """
+        chunk = self.sock.recv(1 << 16)
+        if chunk:
+            self._data += chunk
+            return None
+        self.close()
+        with contextlib.suppress(ValueError):
+            env = json.loads(self._data)
+            if isinstance(env, dict):
+                return env
+        from serdoctor.serialize import environment
+
+        return environment().to_dict()  # the child failed: here, then
+
+    def wait(self) -> dict[str, Any]:
+        """The fingerprint, once the child has taken it."""
+        while (env := self.read()) is None:
+            pass
+        return env
+
+    def close(self) -> None:
+        """Stop the child if it still runs, and collect it."""
+        self.sock.close()
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # (a no-op on one that has exited)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _take(sock: socket.socket, nice: int) -> None:
+    """In a :class:`Fingerprint`'s child: take the fingerprint, send it as JSON."""
+    if nice:
+        os.nice(nice)  # (the interchange's: out of the way of its first tasks)
+    from serdoctor.serialize import environment
+
+    sock.sendall(json.dumps(environment().to_dict()).encode())
 
 
 def preload_modules(modules: Sequence[str]) -> None:
@@ -333,8 +399,7 @@ class Pool:
         """Connect, register, serve; the exit code."""
         import zmq
 
-        from serdoctor.serialize import environment
-
+        fingerprint = Fingerprint()  # (its child inherits no worker's socket)
         crew = self.crew
         crew.start()  # before ZeroMQ's threads exist
         ctx = zmq.Context()
@@ -351,7 +416,7 @@ class Pool:
         key = self.secrets.key
         register = {
             **describe(self.pool_id, self.workers, self.prefetch, self.block_id),
-            "env": environment().to_dict(),
+            "env": fingerprint.wait(),
         }
         m.send(sock, m.pack(key, m.REGISTER, register))
         poller = zmq.Poller()

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _HEAD = struct.Struct(">QIQ")
@@ -134,25 +134,36 @@ def run(sock: socket.socket, key: bytes) -> None:
 
 def start(key: bytes) -> tuple[int, socket.socket]:
     """Fork a worker; return its pid and the pool's end of its socket pair."""
+    return fork(b"serdoctor-wrk", lambda sock: run(sock, key))
+
+
+def fork(name: bytes, body: Callable[[socket.socket], None]) -> tuple[int, socket.socket]:
+    """Fork a child that runs ``body`` on its end of a socket pair, then exits.
+
+    Returns the child's pid and this process's end. ``ps`` and ``top`` show the
+    child as ``name`` (15 bytes at most); it exits with code 0 when ``body``
+    returns, 1 when it raises (without an interpreter teardown: the parent's
+    sockets are not its own), and is killed when its parent dies, even by
+    SIGKILL (Linux's parent-death signal).
+    """
     from serdoctor.execute._messages import libc
 
-    prctl = libc("prctl")
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
-    if pid == 0:  # the worker: never returns
-        code = 0
+    if pid == 0:  # the child: never returns
+        code = 1
         try:
             parent.close()
+            prctl = libc("prctl")
             if prctl is not None:
-                prctl(_PR_SET_NAME, b"serdoctor-wrk", 0, 0, 0)  # ps/top name it apart
-                prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with its pool
-                if os.getppid() == 1:  # the pool died before that took effect
+                prctl(_PR_SET_NAME, name, 0, 0, 0)
+                prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                if os.getppid() == 1:  # the parent died before that took effect
                     os._exit(1)
-            run(child, key)
-        except BaseException:
-            code = 1
+            body(child)
+            code = 0
         finally:
-            os._exit(code)  # no interpreter teardown: the pool's sockets are not ours
+            os._exit(code)
     child.close()
     return pid, parent
 
