@@ -304,6 +304,15 @@ def test_the_local_pool_runs_in_the_interchange_process(executor: Executor) -> N
     assert (pool.pid, pool.workers, pool.state) == (interchange.pid, 2, "active")
 
 
+def test_a_local_pool_judged_strictly_runs_once_its_fingerprint_is_in() -> None:
+    # on_mismatch="error": the local pool takes no task until the client has compared
+    # its fingerprint (taken by a child of the interchange) with its own, and accepted it
+    with Executor(workers=1, on_mismatch="error", heartbeat=0.2, heartbeat_threshold=5) as ex:
+        assert ex.submit(abs, -1).result(timeout=20) == 1
+        (pool,) = ex.pools()
+        assert (pool.state, pool.reason) == ("active", "")
+
+
 def test_worker_init_runs_before_a_pool_process_of_its_own() -> None:
     import psutil
 
@@ -416,6 +425,28 @@ def test_large_messages_leave_no_memory_behind(executor: Executor) -> None:
     time.sleep(0.5)  # trims are due 50 and 250 ms after the last large message
     grown = [(p.memory_full_info().uss - b) >> 20 for p, b in zip(processes, before, strict=True)]
     assert max(grown) < 8, grown  # MB; 15-60 MB each when glibc keeps what it freed
+
+
+def _page_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[7])  # minflt
+
+
+def test_a_worker_reuses_its_buffers_for_large_tasks_in_a_row() -> None:
+    import psutil
+
+    with Executor(workers=1, heartbeat=0.2, heartbeat_threshold=5) as ex:
+        big = os.urandom(8 << 20)  # 2,048 pages
+        assert ex.submit(bytes, big).result(timeout=20) == big
+        (interchange,) = [
+            p for p in psutil.Process().children() if "interchange" in " ".join(p.cmdline())
+        ]
+        (worker,) = workers_of(interchange)
+        before = _page_faults(worker.pid)
+        futures = [ex.submit(bytes, big) for _ in range(5)]  # each right after the last
+        assert all(f.result(timeout=30) == big for f in futures)
+        faults = _page_faults(worker.pid) - before
+        # a fresh buffer for each task faulted in all its pages: 10,000 and more
+        assert faults < 4096, faults
 
 
 def test_large_tasks_and_results_cross_without_blocking_each_other() -> None:

@@ -18,15 +18,32 @@ SCRIPT = textwrap.dedent("""
     from serdoctor.execute._pool import Fingerprint
 
     real = s.environment
+    parent, calls = os.getpid(), []
     if sys.argv[1] == "child fails":
-        parent = os.getpid()
 
         def fails():
             if os.getpid() != parent:
                 raise RuntimeError("no fingerprint in the child")
+            calls.append(parent)  # (in this process: the fallback)
             return real()
 
         s.environment = fails
+    if sys.argv[1] == "child hangs":
+
+        def hangs():
+            if os.getpid() != parent:
+                import time
+                time.sleep(60)
+            return real()
+
+        s.environment = hangs
+        import time
+        fingerprint = Fingerprint()
+        start = time.monotonic()
+        fingerprint.close()
+        print(json.dumps({"took": time.monotonic() - start,
+                          "left": [c.pid for c in psutil.Process().children()]}))
+        sys.exit()
     me = psutil.Process()
     before = me.memory_full_info().uss
     fingerprint = Fingerprint()
@@ -40,6 +57,7 @@ SCRIPT = textwrap.dedent("""
         "left": [c.pid for c in me.children()],
         "kept": (after - before) >> 10,
         "in_process": (me.memory_full_info().uss - after) >> 10,
+        "fallback": len(calls),
     }))
 """)
 
@@ -56,6 +74,7 @@ def _run(mode: str) -> dict[str, object]:
 @pytest.mark.timeout(90)
 def test_the_fingerprint_is_taken_by_a_child_and_its_memory_goes_with_it() -> None:
     got = _run("normal")
+    assert got["fallback"] == 0
     assert got["same"] is True  # what the process would have found itself
     assert got["child"] is True  # one child took it...
     assert got["left"] == []  # ...and was collected
@@ -69,5 +88,13 @@ def test_the_fingerprint_is_taken_by_a_child_and_its_memory_goes_with_it() -> No
 @pytest.mark.timeout(90)
 def test_a_child_that_fails_leaves_the_fingerprint_to_the_process() -> None:
     got = _run("child fails")
+    assert got["fallback"] == 1  # the child sent nothing: taken here, once
     assert got["same"] is True
     assert got["left"] == []
+
+
+@pytest.mark.timeout(90)
+def test_closing_stops_a_child_that_is_still_at_work() -> None:
+    got = _run("child hangs")
+    assert got["left"] == []  # killed and collected: no zombie, no orphan
+    assert isinstance(got["took"], float) and got["took"] < 5

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from _procs import workers_of
 from serdoctor.errors import WorkerLost
 from serdoctor.execute import Executor
 
@@ -54,7 +55,7 @@ def test_a_preloaded_module_is_imported_once_before_the_workers_fork(tmp_path: P
     assert log.read_text() == ""
     with Executor(workers=2, preload=["sd_probe_mod"], worker_env=env, **FAST) as ex:
         interchange = _interchange()
-        workers = {w.pid for w in interchange.children()}
+        workers = {w.pid for w in workers_of(interchange)}
         seen = {ex.submit(_loaded()).result(timeout=20) for _ in range(20)}
         assert seen and all(loaded for loaded, _ in seen)
         assert {pid for _, pid in seen} <= workers

@@ -573,16 +573,22 @@ def main() -> int:
     m.settle_allocator()  # before any thread (ZeroMQ's, a preloaded module's) exists
     crew = fingerprint = None
     if config.local_workers:
-        fingerprint = Fingerprint(nice=10)  # (its child inherits no worker's socket)
         try:
             preload_modules(config.preload)  # before the fork: the workers share them
         except ValueError as exc:
             print(json.dumps({"error": str(exc), "preload": True}), flush=True)
-            fingerprint.close()
             return 2
         crew = Workers(bytes.fromhex(config.key), config.local_workers)
         crew.start()  # forked before ZeroMQ starts its threads
-    ix = Interchange(config, crew, fingerprint)
+        # (so is the fingerprint's child, after the preload that could change what it finds;
+        # unless tasks wait for the fingerprint, it yields to the workers' first tasks)
+        fingerprint = Fingerprint(nice=0 if config.on_mismatch == "error" else 10)
+    try:
+        ix = Interchange(config, crew, fingerprint)
+    except BaseException:
+        if fingerprint is not None:
+            fingerprint.close()
+        raise
     try:
         ports = ix.bind()
     except zmq.ZMQError as exc:

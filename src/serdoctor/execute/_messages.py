@@ -225,8 +225,11 @@ def split(frames: Sequence[Any], counts: Sequence[int]) -> list[list[Any]]:
     return out
 
 
-#: After messages this large, a process gives the freed memory back to the system.
+#: After messages this large, a process gives the freed memory back to the system...
 TRIM_AT = 1 << 20
+#: ...once no large message has come for this many seconds (until then, the next
+#: large message reuses the buffers, without a page fault for each of their pages).
+TRIM_DELAY = 0.05
 
 
 class Trimmer:
@@ -241,7 +244,7 @@ class Trimmer:
     ``malloc_trim`` is missing.
     """
 
-    def __init__(self, delay: float = 0.05) -> None:
+    def __init__(self, delay: float = TRIM_DELAY) -> None:
         self.delay = delay
         self.moved = 0
         self.due: float | None = None

@@ -399,25 +399,27 @@ class Pool:
         """Connect, register, serve; the exit code."""
         import zmq
 
-        fingerprint = Fingerprint()  # (its child inherits no worker's socket)
         crew = self.crew
         crew.start()  # before ZeroMQ's threads exist
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
-        sock.setsockopt(zmq.IDENTITY, self.pool_id.encode())
-        if self.secrets.curve_server_public:
-            public, secret = zmq.curve_keypair()
-            sock.curve_serverkey = self.secrets.curve_server_public
-            sock.curve_publickey, sock.curve_secretkey = public, secret
-        sock.connect(self.url)
+        fingerprint = Fingerprint()  # (so is its child) taken while ZeroMQ connects
+        try:
+            ctx = zmq.Context()
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.setsockopt(zmq.IDENTITY, self.pool_id.encode())
+            if self.secrets.curve_server_public:
+                public, secret = zmq.curve_keypair()
+                sock.curve_serverkey = self.secrets.curve_server_public
+                sock.curve_publickey, sock.curve_secretkey = public, secret
+            sock.connect(self.url)
+            env = fingerprint.wait()
+        finally:
+            fingerprint.close()  # (a no-op once it is in)
         key = self.secrets.key
-        register = {
-            **describe(self.pool_id, self.workers, self.prefetch, self.block_id),
-            "env": fingerprint.wait(),
-        }
+        register = describe(self.pool_id, self.workers, self.prefetch, self.block_id)
+        register["env"] = env
         m.send(sock, m.pack(key, m.REGISTER, register))
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)

@@ -19,6 +19,7 @@ exception)``; if it dies, its pool notices the closed socket and reports
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import struct
@@ -93,12 +94,18 @@ def recv_frames(sock: socket.socket) -> tuple[int, list[memoryview]] | None:
 def run(sock: socket.socket, key: bytes) -> None:
     """The worker's loop: receive a task, run it, send its outcome; stop when the pool goes."""
     from serdoctor.errors import SerializationError
-    from serdoctor.execute._messages import size, trim_now
+    from serdoctor.execute._messages import TRIM_AT, TRIM_DELAY, size, trim_now
     from serdoctor.serialize import Serializer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the client, not the workers
     serializer = Serializer(key=key)
+    large = 0  # bytes of the last task and result, if large: their buffers are free now
     while True:
+        if large and not select.select([sock], [], [], TRIM_DELAY)[0]:
+            # no task came for a moment: give the buffers back (another large task
+            # right away reuses them instead: no page faults for every new buffer)
+            trim_now(large)
+            large = 0
         message = recv_frames(sock)
         if message is None:
             return
@@ -129,7 +136,8 @@ def run(sock: socket.socket, key: bytes) -> None:
         except OSError:
             return
         del reply
-        trim_now(moved)  # a large task's buffers are free now: give them back
+        if moved >= TRIM_AT:
+            large = moved
 
 
 def start(key: bytes) -> tuple[int, socket.socket]:
@@ -148,13 +156,13 @@ def fork(name: bytes, body: Callable[[socket.socket], None]) -> tuple[int, socke
     """
     from serdoctor.execute._messages import libc
 
+    prctl = libc("prctl")  # looked up here: the child of a threaded process must not dlopen
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 1
         try:
             parent.close()
-            prctl = libc("prctl")
             if prctl is not None:
                 prctl(_PR_SET_NAME, name, 0, 0, 0)
                 prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
