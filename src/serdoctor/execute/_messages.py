@@ -320,8 +320,9 @@ def settle_allocator() -> bool:
       instead made a 10 MB echo 8-10 % slower (page faults on every message).
 
     The workers forked from the process inherit the settings. They suit a
-    worker too: it trims after large tasks, and small allocations, most of
-    them, come from each thread's cache without the arena's lock. False where
+    worker too: it trims once large tasks stop coming (:data:`TRIM_DELAY`), and
+    small allocations, most of them, come from each thread's cache without the
+    arena's lock. False where
     glibc's ``mallopt`` is missing (musl, macOS): nothing changes there.
     """
     mallopt = libc("mallopt")
