@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -111,3 +112,34 @@ def test_a_bytearray_sent_twice_arrives_once() -> None:
     assert back[0] is back[1]["again"]
     flat = s.loads(s.dumps([blob, blob]))
     assert flat[0] is flat[1] and flat[0] == blob
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cores", [1, 2, 3, 16])
+def test_a_large_payload_is_hashed_on_every_core_and_tagged_the_same(
+    cores: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = [np.arange(1_300_001, dtype=np.float64), np.zeros(700_003, dtype=np.uint8)]
+    key = b"k" * 32
+    # made with however many cores this machine has
+    reference = serdoctor.Serializer(key=key).dumps_frames(value)
+    started = []
+
+    class Counted(threading.Thread):
+        def start(self) -> None:
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(env, "_cores", lambda: cores)
+    monkeypatch.setattr(env.threading, "Thread", Counted)
+    frames = serdoctor.Serializer(key=key).dumps_frames(value)
+    chunks = -(-sum(memoryview(f).nbytes for f in frames[:-1]) // env.CHUNK)
+    assert chunks == 11
+    # the calling thread hashes the first share, helpers the others
+    assert len(started) == min(cores, env.MAX_THREADS) - 1
+    assert bytes(frames[-1]) == bytes(reference[-1])
+    started.clear()
+    back = serdoctor.Serializer(key=key).loads_frames(frames)
+    assert len(started) == min(cores, env.MAX_THREADS) - 1
+    assert all(t.ident is not None and not t.is_alive() for t in started)
+    assert (back[0] == value[0]).all() and (back[1] == value[1]).all()

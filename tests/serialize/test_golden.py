@@ -37,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import serdoctor
-from serdoctor.errors import IncompatiblePythonError, SignatureError
+from serdoctor.errors import DeserializationError, IncompatiblePythonError, SignatureError
 from serdoctor.serialize import _checks as serializer_module
 from serdoctor.serialize import _envelope
 from serdoctor.serialize._checks import EnvironmentMismatchWarning
@@ -274,6 +274,78 @@ def test_signed_golden_is_checked_with_the_key() -> None:
         serdoctor.Serializer(key=cases.TEST_KEY).loads(unsigned)
 
 
+# Payloads of 2 MiB or more are signed by chunks (flags bit 1; docs/format.md, "The tag"):
+# no golden file for them (they would be megabytes); the scheme is pinned by this
+# independent implementation of what the docs say instead.
+CHUNK = 1 << 20
+CHUNKED_DOMAIN = b"serdoctor tag by chunks 1\x00"
+
+
+def tag_by_chunks(key: bytes, signed: bytes) -> bytes:
+    """The tag docs/format.md describes for payloads signed by chunks."""
+    mac = hmac.new(key, CHUNKED_DOMAIN + len(signed).to_bytes(8, "big"), hashlib.sha256)
+    for start in range(0, len(signed), CHUNK):
+        mac.update(hashlib.sha256(signed[start : start + CHUNK]).digest())
+    return mac.digest()
+
+
+def _large_value() -> tuple[Any, ...]:
+    import numpy as np
+    # odd sizes: chunks straddle the boundaries between head, body and buffers
+    first = np.arange((3 << 20) // 8 + 3, dtype=np.int64)
+    return (b"x" * 1000, first, np.ones(1_500_001, dtype=np.uint8), "tail")
+
+
+@pytest.mark.timeout(60)
+def test_large_signed_payloads_are_tagged_by_chunks() -> None:
+    serializer = serdoctor.Serializer(key=cases.TEST_KEY)
+    value = _large_value()
+    flat = serializer.dumps(value)
+    assert flat == b"".join(bytes(memoryview(f)) for f in serializer.dumps_frames(value))
+    parts = split(flat)
+    assert parts.flags == 0x03, "signed, by chunks"
+    assert len(parts.buffers) == 2
+    assert parts.tag == tag_by_chunks(cases.TEST_KEY, flat[:-TAG_SIZE])
+    assert parts.tag != hmac.new(cases.TEST_KEY, flat[:-TAG_SIZE], hashlib.sha256).digest()
+    back = serializer.loads(flat)
+    assert back[0] == value[0] and (back[1] == value[1]).all() and back[3] == "tail"
+
+    for where in (len(parts.head) + 3, len(flat) // 2, len(flat) - TAG_SIZE - 1):
+        tampered = bytearray(flat)
+        tampered[where] ^= 0x01
+        with pytest.raises(SignatureError):
+            serializer.loads(bytes(tampered))
+    # the flag that picks the scheme is covered by the tag: clearing it fails too
+    whole = bytearray(flat)
+    whole[6] = 0x01
+    with pytest.raises(SignatureError):
+        serializer.loads(bytes(whole))
+
+
+@pytest.mark.timeout(60)
+def test_large_payloads_signed_whole_by_older_serdoctor_still_load() -> None:
+    serializer = serdoctor.Serializer(key=cases.TEST_KEY)
+    value = _large_value()
+    flat = serializer.dumps(value)
+    # what serdoctor wrote before tags by chunks: flags 0x01, HMAC over every byte
+    older = bytearray(flat[:-TAG_SIZE])
+    older[6] = 0x01
+    older += hmac.new(cases.TEST_KEY, bytes(older), hashlib.sha256).digest()
+    back = serializer.loads(bytes(older))
+    assert (back[1] == value[1]).all() and (back[2] == value[2]).all()
+    # and its whole-payload tag does not pass for a tag by chunks
+    older[6] = 0x03
+    with pytest.raises(SignatureError):
+        serializer.loads(bytes(older))
+
+
+def test_a_chunked_flag_without_the_signed_flag_is_refused() -> None:
+    data = bytearray(serdoctor.Serializer().dumps(1))
+    data[6] = 0x02
+    with pytest.raises(DeserializationError, match=r"by chunks.*damaged"):
+        serdoctor.Serializer().loads(bytes(data))
+
+
 # --- 2. dumping the same value today writes the same bytes -------------------------------
 
 
@@ -331,6 +403,9 @@ def test_magic_and_format_version_are_pinned() -> None:
     assert _envelope.PREFIX_SIZE == PREFIX.size == 11
     assert _envelope.TAG_SIZE == TAG_SIZE
     assert _envelope.FLAG_SIGNED == 0x01
+    assert _envelope.FLAG_CHUNKED == 0x02
+    assert (_envelope.CHUNK, _envelope.CHUNKED_AT) == (CHUNK, 2 * CHUNK)
+    assert _envelope.CHUNKED_DOMAIN == CHUNKED_DOMAIN
     assert MANIFEST["format_version"] == PINNED_FORMAT_VERSION
     assert bytes.fromhex(MANIFEST["magic"]) == PINNED_MAGIC
     for name in CASE_IDS:

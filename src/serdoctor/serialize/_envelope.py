@@ -5,12 +5,14 @@ concatenation, so ``b"".join(dumps_frames(x)) == dumps(x)``::
 
     frame 0  head     magic  b"\xffSDOC"            5 bytes
                       format version                 1 byte   (1)
-                      flags                          1 byte   (bit 0: signed)
+                      flags                          1 byte   (bit 0: signed,
+                                                              bit 1: signed by chunks)
                       header length N                4 bytes, big-endian
                       header                         N bytes of UTF-8 JSON
     frame 1  body     the method's pickle stream     header["body"] bytes
     frame 2… buffers  out-of-band buffers            header["buffers"][i] bytes
     last     tag      HMAC-SHA256 of all the above   32 bytes, only when signed
+                      (by chunks: of the SHA-256 of each MiB of it)
 
 The header is JSON, never pickle: it must be readable without executing
 anything. ``0xff`` is not a pickle opcode, so an envelope can never be
@@ -23,7 +25,9 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +37,18 @@ from serdoctor.errors import DeserializationError, SignatureError
 MAGIC = b"\xffSDOC"
 FORMAT_VERSION = 1
 FLAG_SIGNED = 0x01
+FLAG_CHUNKED = 0x02
 TAG_SIZE = 32
+#: Signed payloads whose body and buffers reach this size are signed by chunks
+#: (FLAG_CHUNKED): the tag is the HMAC of the SHA-256 of each CHUNK bytes, and the
+#: chunks are hashed on several cores at once.
+CHUNKED_AT = 2 << 20
+CHUNK = 1 << 20
+#: what the HMAC of a tag made by chunks starts with: never the magic that starts
+#: the input of a whole-payload tag, so no tag of one kind passes for the other
+CHUNKED_DOMAIN = b"serdoctor tag by chunks 1\x00"
+#: at most this many threads hash one payload's chunks
+MAX_THREADS = 8
 _PREFIX = struct.Struct(">5sBBI")  # magic, version, flags, header length
 PREFIX_SIZE = _PREFIX.size
 MAX_HEADER = 16 << 20
@@ -159,19 +174,103 @@ def encode_head_with(prefix: str, body: int, buffers: Sequence[int], signed: boo
     """Frame 0 from a cached prefix (see :func:`static_prefix`) and the lengths."""
     lengths = ",".join(map(str, buffers))
     text = f'{prefix},"body":{body},"buffers":[{lengths}]}}'.encode()
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, FLAG_SIGNED if signed else 0, len(text)) + text
+    flags = flags_for(signed, body + sum(buffers))
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, flags, len(text)) + text
+
+
+def flags_for(signed: bool, size: int) -> int:
+    """The flags byte of a payload whose body and buffers hold ``size`` bytes."""
+    if not signed:
+        return 0
+    return FLAG_SIGNED | FLAG_CHUNKED if size >= CHUNKED_AT else FLAG_SIGNED
 
 
 def sign(frames: Sequence[Buffer], key: bytes) -> bytes:
-    """HMAC-SHA256 over the frames, in order, without joining them."""
+    """The tag of ``frames`` (head first), without joining them.
+
+    HMAC-SHA256 over every byte, or, when the head's flags say the payload is
+    signed by chunks, HMAC-SHA256 over the SHA-256 of each :data:`CHUNK` bytes
+    of the same byte stream, hashed on several cores (see ``docs/format.md``).
+    """
+    if frames and _flags(frames[0]) & FLAG_CHUNKED:
+        return _sign_by_chunks(frames, key)
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for frame in frames:
         mac.update(frame)
     return mac.digest()
 
 
+def _flags(head: Buffer) -> int:
+    """The flags byte of a head (0 when it is too short to have one)."""
+    if type(head) is not bytes:
+        head = memoryview(head).cast("B")
+    return head[6] if len(head) > 6 else 0
+
+
+def _sign_by_chunks(frames: Sequence[Buffer], key: bytes) -> bytes:
+    """HMAC of the domain, the total length and the SHA-256 of each chunk, in order."""
+    chunks: list[list[memoryview]] = []
+    piece: list[memoryview] = []
+    room = CHUNK
+    total = 0
+    for frame in frames:
+        view = memoryview(frame)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        n, pos = view.nbytes, 0
+        total += n
+        while pos < n:
+            take = min(room, n - pos)
+            piece.append(view[pos : pos + take])
+            pos += take
+            room -= take
+            if not room:
+                chunks.append(piece)
+                piece, room = [], CHUNK
+    if piece:
+        chunks.append(piece)
+    digests = [b""] * len(chunks)
+
+    def hash_chunks(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            digest = hashlib.sha256()
+            for part in chunks[i]:
+                digest.update(part)  # releases the GIL for all but tiny parts
+            digests[i] = digest.digest()
+
+    n = len(chunks)
+    threads = min(_cores(), n, MAX_THREADS)
+    helpers = []
+    for t in range(1, threads):  # share t is chunks [t*n//threads, (t+1)*n//threads)
+        share = (t * n // threads, (t + 1) * n // threads)
+        helper = threading.Thread(target=hash_chunks, args=share, daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # no new threads (interpreter shutting down): hash it here
+            hash_chunks(*share)
+        else:
+            helpers.append(helper)
+    hash_chunks(0, n // threads)
+    for helper in helpers:
+        helper.join()
+    mac = hmac.new(key, CHUNKED_DOMAIN, hashlib.sha256)
+    mac.update(total.to_bytes(8, "big"))
+    for digest in digests:
+        mac.update(digest)
+    return mac.digest()
+
+
+@functools.cache
+def _cores() -> int:
+    """The cores this process may run on (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def verify_tag(frames: Sequence[Buffer], tag: Buffer, key: bytes) -> None:
-    """Raise :class:`SignatureError` unless ``tag`` is the HMAC of ``frames`` under ``key``."""
+    """Raise :class:`SignatureError` unless ``tag`` is ``sign(frames, key)``."""
     if not hmac.compare_digest(sign(frames, key), bytes(tag)):
         raise SignatureError(
             "payload signature does not match: it was changed after it was made, or "
@@ -211,10 +310,15 @@ def read_head(data: Buffer) -> tuple[Header, int]:
             f"serdoctor payload uses envelope format {version}; this serdoctor reads format "
             f"{FORMAT_VERSION}: load it with the serdoctor version that wrote it"
         )
-    if flags & ~FLAG_SIGNED:
+    if flags & ~(FLAG_SIGNED | FLAG_CHUNKED):
         raise DeserializationError(
             f"serdoctor payload has unknown flag bits ({flags:#04x}): it is damaged, or was "
             "written by a newer serdoctor"
+        )
+    if flags & FLAG_CHUNKED and not flags & FLAG_SIGNED:
+        raise DeserializationError(
+            f"serdoctor payload's flags ({flags:#04x}) say 'signed by chunks' but not "
+            "'signed': it is damaged"
         )
     if size > MAX_HEADER or PREFIX_SIZE + size > len(view):
         raise DeserializationError(

@@ -78,7 +78,6 @@ _BODY = b',"body":'
 #: payloads larger than this are not worth a kept pickler (see _dump_fast)
 _REUSE_LIMIT = 16 * 1024
 _V1 = env.MAGIC + bytes([env.FORMAT_VERSION])
-_FLAGS = (bytes([0]), bytes([env.FLAG_SIGNED]))
 
 
 @dataclass(frozen=True)
@@ -89,13 +88,19 @@ class _Kind:
     prefix: str  # see env.static_prefix
     start: bytes  # prefix + ',"body":', encoded
     lead: bytes  # magic, format version and flags
+    big_lead: bytes  # the same for payloads of env.CHUNKED_AT bytes or more
     heads: dict[int, bytes] = field(default_factory=dict)  # whole heads of small payloads
 
-    def head(self, size: int, lengths: str = "") -> bytes:
-        """Frame 0 of a payload of this kind (what ``env.encode_head`` writes, faster)."""
+    def head(self, size: int, lengths: str = "", buffered: int = 0) -> bytes:
+        """Frame 0 of a payload of this kind (what ``env.encode_head`` writes, faster).
+
+        ``size`` is the body's length, ``lengths`` the buffers' lengths as the
+        header lists them, ``buffered`` their sum.
+        """
         tail = f',"buffers":[{lengths}]}}'.encode() if lengths else _NO_BUFFERS
         text = b"".join((self.start, str(size).encode(), tail))
-        head = b"".join((self.lead, len(text).to_bytes(4, "big"), text))
+        lead = self.lead if size + buffered < env.CHUNKED_AT else self.big_lead
+        head = b"".join((lead, len(text).to_bytes(4, "big"), text))
         if not lengths and size < 4096:
             if len(self.heads) >= 4096:
                 self.heads.clear()
@@ -243,7 +248,8 @@ def _fast_size(chunks: list[env.Buffer]) -> int | None:
 def _fast_head(kind: _Kind, size: int, buffers: Sequence[env.Buffer]) -> bytes:
     """A fast path's frame 0 (the cached head of a small payload where there is one)."""
     if buffers:
-        return kind.head(size, ",".join(str(_nbytes(b)) for b in buffers))
+        lengths = [_nbytes(b) for b in buffers]
+        return kind.head(size, ",".join(map(str, lengths)), sum(lengths))
     return kind.heads.get(size) or kind.head(size)
 
 
@@ -451,7 +457,7 @@ class Serializer:
         lengths = tuple(map(_nbytes, buffers))
         modules = frozenset(recorder.modules) if recorder.modules else _NO_MODULES
         kind = self._kind(method, modules, by_value, persistent, plan)
-        head = kind.head(body, ",".join(map(str, lengths)))
+        head = kind.head(body, ",".join(map(str, lengths)), sum(lengths))
         tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
         return _Dumped(head, chunks, buffers, tag, kind.template, body, lengths, recorder, attempts)
 
@@ -469,8 +475,10 @@ class Serializer:
         if kind is None:
             template = self._template(method, modules, by_value, persistent, plan)
             prefix = env.static_prefix(template)
-            lead = _V1 + _FLAGS[self.key is not None]
-            kind = _Kind(template, prefix, prefix.encode() + _BODY, lead)
+            signed = self.key is not None
+            lead = _V1 + bytes([env.flags_for(signed, 0)])
+            big_lead = _V1 + bytes([env.flags_for(signed, env.CHUNKED_AT)])
+            kind = _Kind(template, prefix, prefix.encode() + _BODY, lead, big_lead)
             if plan is None:
                 if len(_TEMPLATES) > 1024:
                     _TEMPLATES.clear()
