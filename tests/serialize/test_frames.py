@@ -131,7 +131,7 @@ def test_a_large_payload_is_hashed_on_every_core_and_tagged_the_same(
             super().start()
 
     monkeypatch.setattr(env, "_cores", lambda: cores)
-    monkeypatch.setattr(env.threading, "Thread", Counted)
+    monkeypatch.setattr(env, "_Thread", Counted)
     frames = serdoctor.Serializer(key=key).dumps_frames(value)
     chunks = -(-sum(memoryview(f).nbytes for f in frames[:-1]) // env.CHUNK)
     assert chunks == 11
@@ -143,3 +143,59 @@ def test_a_large_payload_is_hashed_on_every_core_and_tagged_the_same(
     assert len(started) == min(cores, env.MAX_THREADS) - 1
     assert all(t.ident is not None and not t.is_alive() for t in started)
     assert (back[0] == value[0]).all() and (back[1] == value[1]).all()
+
+
+@pytest.mark.timeout(60)
+def test_a_chunk_that_fails_to_hash_in_a_helper_thread_fails_the_dump(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = env.hashlib.sha256
+    main = threading.main_thread()
+
+    def failing_in_helpers(*args: object) -> object:
+        if threading.current_thread() is not main:
+            raise MemoryError("no memory for this chunk")
+        return real(*args)
+
+    monkeypatch.setattr(env, "_cores", lambda: 4)
+    monkeypatch.setattr(env.hashlib, "sha256", failing_in_helpers)
+    before = threading.active_count()
+    with pytest.raises(MemoryError, match="no memory for this chunk"):
+        serdoctor.Serializer(key=b"k" * 32).dumps_frames(np.zeros(5 << 20, dtype=np.uint8))
+    assert threading.active_count() == before  # every helper joined
+
+
+@pytest.mark.timeout(60)
+def test_payloads_are_signed_by_chunks_from_2_mib_of_body_and_buffers() -> None:
+    s = serdoctor.Serializer(key=b"k" * 32)
+    for value, flags in ((b"x" * (env.CHUNKED_AT - 100), 0x01), (b"x" * env.CHUNKED_AT, 0x03)):
+        frames = s.dumps_frames(value)
+        header, _ = env.read_head(frames[0])
+        assert (header.body + sum(header.buffers) >= env.CHUNKED_AT) == (flags == 0x03)
+        assert bytes(frames[0])[6] == flags
+        assert s.loads_frames(frames) == value
+    # bytes travel in the body: the fast path of loads() checks a tag by chunks too
+    value = b"y" * (3 << 20)
+    flat = s.dumps(value)
+    assert flat[6] == 0x03
+    assert s.loads(flat) == value
+    assert s.loads(flat) == value  # (its header now known: the fast path)
+    tampered = bytearray(flat)
+    tampered[len(flat) // 2] ^= 1
+    with pytest.raises(serdoctor.errors.SignatureError):
+        s.loads(bytes(tampered))
+
+
+@pytest.mark.timeout(60)
+def test_buffers_kept_out_by_buffer_callback_are_checked_by_chunks() -> None:
+    s = serdoctor.Serializer(key=b"k" * 32)
+    value = [np.arange(400_000, dtype=np.int64), np.ones(3_000_000, dtype=np.uint8)]
+    kept: list[pickle.PickleBuffer] = []
+    data = s.dumps(value, buffer_callback=lambda b: kept.append(b) is not None)
+    assert data[6] == 0x03 and len(data) < 100_000
+    back = s.loads(data, buffers=[b.raw() for b in kept])
+    assert (back[0] == value[0]).all() and (back[1] == value[1]).all()
+    changed = bytearray(kept[1].raw())
+    changed[-1] ^= 1
+    with pytest.raises(serdoctor.errors.SignatureError):
+        s.loads(data, buffers=[kept[0].raw(), changed])

@@ -230,29 +230,37 @@ def _sign_by_chunks(frames: Sequence[Buffer], key: bytes) -> bytes:
     if piece:
         chunks.append(piece)
     digests = [b""] * len(chunks)
+    failures: list[BaseException] = []
 
     def hash_chunks(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            digest = hashlib.sha256()
-            for part in chunks[i]:
-                digest.update(part)  # releases the GIL for all but tiny parts
-            digests[i] = digest.digest()
+        try:
+            for i in range(lo, hi):
+                digest = hashlib.sha256()
+                for part in chunks[i]:
+                    digest.update(part)  # releases the GIL for all but tiny parts
+                digests[i] = digest.digest()
+        except BaseException as exc:  # raised again by the calling thread, below
+            failures.append(exc)
 
     n = len(chunks)
     threads = min(_cores(), n, MAX_THREADS)
     helpers = []
-    for t in range(1, threads):  # share t is chunks [t*n//threads, (t+1)*n//threads)
-        share = (t * n // threads, (t + 1) * n // threads)
-        helper = threading.Thread(target=hash_chunks, args=share, daemon=True)
-        try:
-            helper.start()
-        except RuntimeError:  # no new threads (interpreter shutting down): hash it here
-            hash_chunks(*share)
-        else:
-            helpers.append(helper)
-    hash_chunks(0, n // threads)
-    for helper in helpers:
-        helper.join()
+    try:
+        for t in range(1, threads):  # share t is chunks [t*n//threads, (t+1)*n//threads)
+            share = (t * n // threads, (t + 1) * n // threads)
+            helper = _Thread(target=hash_chunks, args=share, daemon=True)
+            try:
+                helper.start()
+            except RuntimeError:  # no new threads (interpreter shutting down): hash it here
+                hash_chunks(*share)
+            else:
+                helpers.append(helper)
+        hash_chunks(0, n // threads)
+    finally:
+        for helper in helpers:  # they read the caller's buffers: never left running
+            helper.join()
+    if failures:
+        raise failures[0]
     mac = hmac.new(key, CHUNKED_DOMAIN, hashlib.sha256)
     mac.update(total.to_bytes(8, "big"))
     for digest in digests:
@@ -260,9 +268,12 @@ def _sign_by_chunks(frames: Sequence[Buffer], key: bytes) -> bytes:
     return mac.digest()
 
 
-@functools.cache
+#: what hashes chunks beside the calling thread (a name of its own, for the tests)
+_Thread = threading.Thread
+
+
 def _cores() -> int:
-    """The cores this process may run on (at least 1)."""
+    """The cores this process may run on now (at least 1)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
