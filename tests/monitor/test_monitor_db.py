@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -341,3 +342,88 @@ def test_tasks_submitted_in_one_event_write_the_rows_of_one_event_each(
         rows[batched] = _rows(tmp_path / "m.db", w.run_id)
     assert rows[True] == rows[False]
     assert [r[3] for r in rows[True]["tasks"]] == ["queued", "cancelled", "queued"]
+
+
+class _Sink:
+    """The writing process, driven by hand over its pipe (as MonitorWriter drives it)."""
+
+    def __init__(self, db: Path) -> None:
+        MonitorWriter(db).close()  # the file exists, as the writer makes sure
+        self.db = db
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serdoctor.monitor._sink", str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.next_task = 0
+
+    def send_tasks(self, n: int) -> None:
+        import marshal
+
+        now = time.time()
+        tasks = [(self.next_task + i, "f", now, "pickle", 10, None) for i in range(n)]
+        self.next_task += n
+        body = marshal.dumps(("rows", "run", [("submitted", (tasks,))]))
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
+        self.proc.stdin.flush()
+
+    def rows(self) -> int:
+        with sqlite3.connect(self.db) as conn:
+            return int(conn.execute("SELECT count(*) FROM tasks").fetchone()[0])
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(20)
+        self.proc.stdout.close()
+
+
+def _poll(what: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(0.02)
+    return what()
+
+
+def test_the_writing_process_holds_batches_while_they_flow_and_writes_in_the_pause(
+    tmp_path: Path,
+) -> None:
+    # while tasks flow, SQLite's work waits for the pause after them (it would slow them)
+    sink = _Sink(tmp_path / "m.db")
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.2:  # a batch every 0.05 s: a flow, for 1.2 s
+            sink.send_tasks(10)
+            time.sleep(0.05)
+        sent = sink.next_task
+        assert sink.rows() == 0, "written while the batches still came"
+        assert _poll(lambda: sink.rows() == sent, 10), "not written after the flow paused"
+    finally:
+        sink.close()
+    assert sink.proc.returncode == 0
+
+
+def test_the_writing_process_writes_a_long_flow_every_few_seconds(tmp_path: Path) -> None:
+    # a flow that does not pause is still written, at most HOLD seconds late
+    from serdoctor.monitor import _sink
+
+    sink = _Sink(tmp_path / "m.db")
+    try:
+        started = time.monotonic()
+        seen_at = None
+        while time.monotonic() - started < _sink.HOLD + 8:
+            sink.send_tasks(10)
+            time.sleep(0.05)
+            if sink.rows():
+                seen_at = time.monotonic() - started
+                break
+        assert seen_at is not None, "a flow that never paused was never written"
+        assert seen_at >= _sink.HOLD * 0.9, f"written after {seen_at:.2f} s, before the hold"
+    finally:
+        sink.close()
+    # what was still held is written at the end of input
+    with sqlite3.connect(sink.db) as conn:
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == sink.next_task
