@@ -61,6 +61,8 @@ def no_leftover_processes() -> Iterator[None]:
         for pid in leaked:
             with contextlib.suppress(OSError):
                 os.kill(pid, 9)
+            with contextlib.suppress(ChildProcessError):  # reaped: no zombie for later tests
+                os.waitpid(pid, 0)
         pytest.fail(f"test left child processes running: {sorted(leaked)}")
 
 

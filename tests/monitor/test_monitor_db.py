@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -347,36 +348,47 @@ def test_tasks_submitted_in_one_event_write_the_rows_of_one_event_each(
 class _Sink:
     """The writing process, driven by hand over its pipe (as MonitorWriter drives it)."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, lull: float, hold: float) -> None:
         MonitorWriter(db).close()  # the file exists, as the writer makes sure
         self.db = db
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serdoctor.monitor._sink", str(db)],
+            [sys.executable, "-m", "serdoctor.monitor._sink", str(db), str(lull), str(hold)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         self.next_task = 0
 
-    def send_tasks(self, n: int) -> None:
+    def send(self, message: Any) -> None:
         import marshal
 
-        now = time.time()
-        tasks = [(self.next_task + i, "f", now, "pickle", 10, None) for i in range(n)]
-        self.next_task += n
-        body = marshal.dumps(("rows", "run", [("submitted", (tasks,))]))
+        body = marshal.dumps(message)
         assert self.proc.stdin is not None
         self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
         self.proc.stdin.flush()
 
-    def rows(self) -> int:
-        with sqlite3.connect(self.db) as conn:
-            return int(conn.execute("SELECT count(*) FROM tasks").fetchone()[0])
+    def send_tasks(self, n: int) -> None:
+        now = time.time()
+        tasks = [(self.next_task + i, "f", now, "pickle", 10, None) for i in range(n)]
+        self.next_task += n
+        self.send(("rows", "run", [("submitted", (tasks,))]))
+
+    def rows(self, table: str = "tasks") -> int:
+        conn = sqlite3.connect(self.db)
+        try:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        finally:
+            conn.close()
 
     def close(self) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(20)
-        self.proc.stdout.close()
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc.stdout.close()
 
 
 def _poll(what: Callable[[], bool], timeout: float) -> bool:
@@ -388,42 +400,77 @@ def _poll(what: Callable[[], bool], timeout: float) -> bool:
     return what()
 
 
+def _flow(sink: _Sink, seconds: float, until: Callable[[], bool] = lambda: False) -> float:
+    """Send a batch every 0.05 s for ``seconds`` (or until ``until()``); the time it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds and not until():
+        sink.send_tasks(10)
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 def test_the_writing_process_holds_batches_while_they_flow_and_writes_in_the_pause(
     tmp_path: Path,
 ) -> None:
     # while tasks flow, SQLite's work waits for the pause after them (it would slow them)
-    sink = _Sink(tmp_path / "m.db")
+    sink = _Sink(tmp_path / "m.db", lull=1.0, hold=60)
     try:
-        started = time.monotonic()
-        while time.monotonic() - started < 1.2:  # a batch every 0.05 s: a flow, for 1.2 s
-            sink.send_tasks(10)
-            time.sleep(0.05)
-        sent = sink.next_task
+        _flow(sink, 1.5)
+        paused = time.monotonic()
         assert sink.rows() == 0, "written while the batches still came"
-        assert _poll(lambda: sink.rows() == sent, 10), "not written after the flow paused"
+        assert _poll(lambda: sink.rows() == sink.next_task, 20), "not written after the pause"
+        assert time.monotonic() - paused < 30, "written at the hold, not at the pause"
     finally:
         sink.close()
     assert sink.proc.returncode == 0
 
 
 def test_the_writing_process_writes_a_long_flow_every_few_seconds(tmp_path: Path) -> None:
-    # a flow that does not pause is still written, at most HOLD seconds late
-    from serdoctor.monitor import _sink
-
-    sink = _Sink(tmp_path / "m.db")
+    # a flow that does not pause is still written, at most `hold` seconds late
+    sink = _Sink(tmp_path / "m.db", lull=1.0, hold=1.5)
     try:
-        started = time.monotonic()
-        seen_at = None
-        while time.monotonic() - started < _sink.HOLD + 8:
-            sink.send_tasks(10)
-            time.sleep(0.05)
-            if sink.rows():
-                seen_at = time.monotonic() - started
-                break
-        assert seen_at is not None, "a flow that never paused was never written"
-        assert seen_at >= _sink.HOLD * 0.9, f"written after {seen_at:.2f} s, before the hold"
+        took = _flow(sink, 20, until=lambda: sink.rows() > 0)
+        assert sink.rows() > 0, "a flow that never paused was never written"
+        assert took >= 1.5 * 0.9, f"written after {took:.2f} s, before the hold"
     finally:
         sink.close()
-    # what was still held is written at the end of input
-    with sqlite3.connect(sink.db) as conn:
-        assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == sink.next_task
+    assert sink.rows() == sink.next_task  # what was still held: written at the end of input
+
+
+def test_sigterm_writes_what_the_writing_process_holds(tmp_path: Path) -> None:
+    sink = _Sink(tmp_path / "m.db", lull=60, hold=60)
+    try:
+        _flow(sink, 0.3)
+        sink.proc.terminate()
+        assert sink.proc.wait(20) == 0
+        assert sink.rows() == sink.next_task
+    finally:
+        sink.close()
+
+
+def test_held_batches_are_written_in_their_order_one_transaction_each(tmp_path: Path) -> None:
+    # a try's first row (sent) and its full row come in two batches held together: the
+    # full row stays; and a batch SQLite refuses loses no batch held before it
+    sink = _Sink(tmp_path / "m.db", lull=60, hold=60)
+    try:
+        sink.send(("rows", "run", [("try_sent", ("run", 1, 0, "p", "w", 10.0, "pickle", 8, 0))]))
+        full = ("run", 1, 0, "p", "w", 10.0, 10.1, 10.5, "pickle", 8, 80, 0, "E", "m", None)
+        sink.send(("rows", "run", [("try", full)]))
+        sink.send_tasks(3)
+        sink.send(("rows", "run", [("heartbeat", ("run", "p", 1.0))]))  # one value short
+        sink.send_tasks(2)  # after the error: dropped, as before
+        sink.send(("flush", 7))
+        assert sink.proc.stdout is not None
+        assert sink.proc.stdout.readline().startswith(b"error ")
+        assert sink.proc.stdout.readline() == b"flushed 7\n"
+        conn = sqlite3.connect(sink.db)
+        try:
+            row = conn.execute(
+                "SELECT started, ended, result_bytes, exc_type FROM tries"
+            ).fetchall()
+        finally:
+            conn.close()
+        assert row == [(10.1, 10.5, 80, "E")]
+        assert sink.rows() == 3
+    finally:
+        sink.close()

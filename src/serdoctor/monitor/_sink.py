@@ -5,19 +5,21 @@ pipe, so that the SQLite work (binding, B-trees, commits) runs in another
 process at a lower scheduling priority, never in the executor's process, and
 waits for CPU the executor's processes leave idle. Protocol, on standard
 input: a 4-byte big-endian length, then a ``marshal``-ed message, either
-``("rows", run_id, events)`` (written in one transaction) or ``("flush",
+``("rows", run_id, events)`` (written in one transaction, in order) or ``("flush",
 token)``, answered on standard output with ``flushed TOKEN`` once everything
 before it is committed. A database error is answered with one ``error MESSAGE``
-line; later rows are read and dropped. End of input ends the process, once what
-it holds is written.
+line; later rows are read and dropped. End of input, or SIGTERM, ends the
+process once what it holds is written.
 
-While batches keep coming (each within :data:`LULL` of the last, as they do
-during a burst of tasks), the process holds them and writes nothing; it writes
-them all in one transaction when the flow pauses, when it has held some for
-:data:`HOLD` seconds or :data:`HOLD_BYTES` bytes, at a flush, and at the end.
-Even at the lowest priority, SQLite's work during a burst slowed the executor by
-10-20% on a small machine (it preempted, and its memory traffic evicted the
-executor's caches); in the pauses it costs the executor nothing.
+While batches keep coming (each within ``lull`` seconds of the last, as they
+do while tasks flow), the process holds them, undecoded, and writes nothing; it
+writes them, each in a transaction of its own and in the order they came, when
+the flow pauses, when it has held some for ``hold`` seconds or
+:data:`HOLD_BYTES` bytes, at a flush and at the end. Even at the lowest
+priority, SQLite's work during a burst slowed the executor by 10-20% on a small
+machine (it preempted, and its memory traffic evicted the executor's caches);
+in the pauses it costs the executor nothing. Usage: ``python -m
+serdoctor.monitor._sink DB [LULL HOLD]``.
 """
 
 from __future__ import annotations
@@ -148,17 +150,26 @@ def write(conn: Any, events: list[tuple[str, tuple[Any, ...]]], run_id: str) -> 
 LULL = 0.4
 #: ...until the oldest has waited this long, or this many bytes of batches are held
 HOLD = 2.0
-HOLD_BYTES = 32 << 20
+HOLD_BYTES = 16 << 20
 
 
-def _read(fd: int, size: int) -> bytes | None:
+class _Stop(Exception):
+    """SIGTERM: write what is held, then end."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise _Stop
+
+
+def _read(fd: int, size: int) -> bytearray | None:
     """Exactly ``size`` bytes from ``fd``, or None at its end (unbuffered: see ``_wait``)."""
-    data = b""
-    while len(data) < size:
-        more = os.read(fd, size - len(data))
-        if not more:
+    data = bytearray(size)
+    view, pos = memoryview(data), 0
+    while pos < size:
+        n = os.readv(fd, [view[pos:]])
+        if not n:
             return None
-        data += more
+        pos += n
     return data
 
 
@@ -168,40 +179,37 @@ def _wait(fd: int, timeout: float | None) -> bool:
 
 
 class _Held:
-    """Batches received and not yet written, in order."""
+    """Batches received and not yet written (their marshal bytes), in order."""
 
-    def __init__(self) -> None:
-        self.batches: list[tuple[str, list[Any]]] = []
+    def __init__(self, lull: float, hold: float) -> None:
+        self.lull, self.hold = lull, hold
+        self.bodies: list[bytearray] = []
         self.size = 0
         self.since = 0.0
 
-    def add(self, run_id: str, events: list[Any], size: int) -> None:
-        if not self.batches:
+    def add(self, body: bytearray) -> None:
+        if not self.bodies:
             self.since = time.monotonic()
-        if self.batches and self.batches[-1][0] == run_id:
-            self.batches[-1][1].extend(events)
-        else:
-            self.batches.append((run_id, events))
-        self.size += size
+        self.bodies.append(body)
+        self.size += len(body)
 
     def due(self) -> bool:
         """Held long enough, or much enough, to write without waiting for a pause."""
-        return self.size >= HOLD_BYTES or time.monotonic() - self.since >= HOLD
+        return self.size >= HOLD_BYTES or time.monotonic() - self.since >= self.hold
 
-    def timeout(self) -> float | None:
+    def timeout(self) -> float:
         """How long to wait for the next batch before writing what is held."""
-        if not self.batches:
-            return None
-        return max(0.0, min(LULL, self.since + HOLD - time.monotonic()))
+        return max(0.0, min(self.lull, self.since + self.hold - time.monotonic()))
 
-    def take(self) -> list[tuple[str, list[Any]]]:
-        batches, self.batches, self.size = self.batches, [], 0
-        return batches
+    def take(self) -> list[bytearray]:
+        bodies, self.bodies, self.size = self.bodies, [], 0
+        return bodies
 
 
-def main(path: str) -> int:
+def main(path: str, lull: float = LULL, hold: float = HOLD) -> int:
     """Write what arrives on standard input into the database at ``path``, until its end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the executor's shutdown ends this process
+    signal.signal(signal.SIGTERM, _stop)
     # the executor's processes come first; this one catches up when they idle: Linux's
     # idle class (runs only on a CPU nothing else wants), or else the lowest priority
     try:
@@ -212,13 +220,14 @@ def main(path: str) -> int:
     source, answer = sys.stdin.fileno(), sys.stdout.buffer
     conn = connect(path, create=False)
     failed = False
-    held = _Held()
+    held = _Held(lull, hold)
 
     def write_held() -> None:
         nonlocal failed
-        for run_id, events in held.take():
+        for body in held.take():
             if failed:
                 return
+            _, run_id, events = marshal.loads(body)
             try:
                 write(conn, events, run_id)
             except Exception as exc:  # recording must never break the run it records
@@ -229,7 +238,7 @@ def main(path: str) -> int:
 
     try:
         while True:
-            if held.batches and (held.due() or not _wait(source, held.timeout())):
+            if held.bodies and (held.due() or not _wait(source, held.timeout())):
                 write_held()  # the flow paused (or has held long enough)
                 continue
             head = _read(source, 4)
@@ -237,16 +246,20 @@ def main(path: str) -> int:
             if body is None:
                 write_held()
                 return 0
-            message = marshal.loads(body)
-            if message[0] == "flush":
+            # a flush is a few bytes; rows are held as they came, decoded when written
+            message = marshal.loads(body) if len(body) < 256 else None
+            if message is not None and message[0] == "flush":
                 write_held()
                 answer.write(b"flushed %d\n" % message[1])
                 answer.flush()
             elif not failed:
-                held.add(message[1], message[2], len(body))
+                held.add(body)
+    except _Stop:
+        write_held()
+        return 0
     finally:
         conn.close()
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], *(float(a) for a in sys.argv[2:4])))

@@ -1,9 +1,10 @@
 """The monitoring writer: the executor's events, written to SQLite off the hot path.
 
 Every ``record``-style method only appends a tuple to a deque (well under a
-microsecond, no lock); one background thread takes what has accumulated,
-writes it in a single transaction every ``interval`` seconds (or sooner when
-``batch`` events are waiting), and commits. The executor records the end of
+microsecond, no lock); one background thread takes what has accumulated every
+``interval`` seconds (or sooner when ``batch`` events are waiting) and sends it
+to the writing process (``_sink``), which writes each batch in a transaction
+of its own once the flow of batches pauses. The executor records the end of
 a successful try as one event, which the writer turns into its rows; a
 task's status change that arrives in the same batch as the task's own row is
 folded into that row rather than written as an ``UPDATE`` (the rows are the
