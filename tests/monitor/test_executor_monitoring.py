@@ -72,3 +72,41 @@ def test_a_try_records_how_many_objects_its_payload_sent_as_proxies(tmp_path: Pa
     with sqlite3.connect(db) as conn:
         rows = dict(conn.execute("SELECT task_id, proxies FROM tries ORDER BY task_id"))
     assert rows == {0: 2, 1: 0}
+
+
+@pytest.mark.timeout(60)
+def test_the_local_pool_is_recorded_even_when_its_fingerprint_comes_late(
+    tmp_path: Path,
+) -> None:
+    # a short run can end before the local pool's fingerprint (taken by a child of the
+    # interchange, at a low priority) is in: the pool that ran its tasks is still recorded,
+    # and its digest once the fingerprint comes
+    import time
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(  # in the interchange: the fingerprint takes 1.5 s
+        "import time\n"
+        "from serdoctor.execute import _pool\n"
+        "_take = _pool._take\n"
+        "def _slow(sock, nice):\n"
+        "    time.sleep(1.5)\n"
+        "    _take(sock, nice)\n"
+        "_pool._take = _slow\n"
+    )
+    db = tmp_path / "monitoring.db"
+    with Executor(workers=1, monitoring=db, heartbeat=0.2, heartbeat_threshold=5,
+                  worker_env={"PYTHONPATH": str(slow)}) as ex:  # fmt: skip
+        assert ex.submit(abs, -2).result(timeout=20) == 2
+        (pool,) = ex.pools()  # listed at once...
+        assert pool.env_digest is None  # ...its fingerprint still to come
+        deadline = time.monotonic() + 20
+        while ex.pools()[0].env_digest is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        digest = ex.pools()[0].env_digest
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT pool_id, env_digest, registered FROM pools").fetchall()
+        (task_pool,) = conn.execute("SELECT pool FROM tries").fetchone()
+    assert [(r[0], r[1]) for r in rows] == [(pool.id, digest)]
+    assert task_pool == pool.id

@@ -956,14 +956,16 @@ class Executor(concurrent.futures.Executor):
                     if entry.get(key) != value:
                         entry[key] = value
                 entry["seen"] = time.time()
+            if new:
+                entry["registered"] = time.time()
             if self._monitor is not None:
-                if new:
+                if new or judge:  # (the local pool's fingerprint comes after the pool)
                     self._monitor.pool_registered(
                         pool_id, host=str(info.get("host")), pid=int(info.get("pid", 0)),
                         python=str(info.get("python")),
                         env_digest=_digest(entry["env"]) if entry.get("env") else None,
                         workers=int(info.get("workers", 0)), block_id=info.get("block_id"),
-                        mismatch=entry.get("mismatch"),
+                        mismatch=entry.get("mismatch"), when=entry["registered"],
                     )  # fmt: skip
                 self._monitor.pool_heartbeat(pool_id, int(info.get("running", 0)))
         for pool_id in set(self._pools) - seen:

@@ -148,9 +148,12 @@ class Interchange:
     def _register_local(self, crew: Workers) -> None:
         """The local pool: workers the interchange runs itself, listed like any pool.
 
-        It serves at once; its environment fingerprint (tens of milliseconds to
-        take) comes from a child process (:class:`~serdoctor.execute._pool.Fingerprint`),
-        and the pool is listed to the client from then on.
+        It serves, and is listed to the client, at once; its environment
+        fingerprint (tens of milliseconds to take, longer on a busy machine) comes
+        from a child process (:class:`~serdoctor.execute._pool.Fingerprint`) and is
+        sent to the client when it is in. (Listed only then, a pool that ran a
+        short run's tasks could be missing from ``pools()`` and the monitoring
+        database at its end.)
         """
         self.local_id = new_pool_id()
         # capacity: what the workers hold in flight, no more; the rest waits here, in order
@@ -545,7 +548,7 @@ class Interchange:
         return [
             {
                 **{k: v for k, v in p.info.items() if k != "env"},
-                **({"env": p.info.get("env")} if with_env else {}),
+                **({"env": p.info["env"]} if with_env and "env" in p.info else {}),
                 "state": p.state,
                 "reason": p.reason,
                 "outstanding": len(p.outstanding),
@@ -553,7 +556,6 @@ class Interchange:
                 "last_heartbeat_age": round(now - p.last_seen, 3),
             }
             for p in self.pools.values()
-            if "env" in p.info  # listed once it has its fingerprint (the local pool takes a moment)
         ]
 
     def close(self) -> None:
