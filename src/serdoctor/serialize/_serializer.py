@@ -91,15 +91,14 @@ class _Kind:
     big_lead: bytes  # the same for payloads of env.CHUNKED_AT bytes or more
     heads: dict[int, bytes] = field(default_factory=dict)  # whole heads of small payloads
 
-    def head(self, size: int, lengths: str = "", buffered: int = 0) -> bytes:
+    def head(self, size: int, lengths: Sequence[int] = ()) -> bytes:
         """Frame 0 of a payload of this kind (what ``env.encode_head`` writes, faster).
 
-        ``size`` is the body's length, ``lengths`` the buffers' lengths as the
-        header lists them, ``buffered`` their sum.
+        ``size`` is the body's length, ``lengths`` the buffers' lengths.
         """
-        tail = f',"buffers":[{lengths}]}}'.encode() if lengths else _NO_BUFFERS
+        tail = f',"buffers":[{",".join(map(str, lengths))}]}}'.encode() if lengths else _NO_BUFFERS
         text = b"".join((self.start, str(size).encode(), tail))
-        lead = self.lead if size + buffered < env.CHUNKED_AT else self.big_lead
+        lead = self.lead if size + sum(lengths) < env.CHUNKED_AT else self.big_lead
         head = b"".join((lead, len(text).to_bytes(4, "big"), text))
         if not lengths and size < 4096:
             if len(self.heads) >= 4096:
@@ -248,8 +247,7 @@ def _fast_size(chunks: list[env.Buffer]) -> int | None:
 def _fast_head(kind: _Kind, size: int, buffers: Sequence[env.Buffer]) -> bytes:
     """A fast path's frame 0 (the cached head of a small payload where there is one)."""
     if buffers:
-        lengths = [_nbytes(b) for b in buffers]
-        return kind.head(size, ",".join(map(str, lengths)), sum(lengths))
+        return kind.head(size, [_nbytes(b) for b in buffers])
     return kind.heads.get(size) or kind.head(size)
 
 
@@ -457,7 +455,7 @@ class Serializer:
         lengths = tuple(map(_nbytes, buffers))
         modules = frozenset(recorder.modules) if recorder.modules else _NO_MODULES
         kind = self._kind(method, modules, by_value, persistent, plan)
-        head = kind.head(body, ",".join(map(str, lengths)), sum(lengths))
+        head = kind.head(body, lengths)
         tag = env.sign([head, *chunks, *buffers], self.key) if self.key is not None else None
         return _Dumped(head, chunks, buffers, tag, kind.template, body, lengths, recorder, attempts)
 
