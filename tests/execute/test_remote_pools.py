@@ -14,7 +14,7 @@ import pytest
 from _other_python import OTHER
 
 from serdoctor.errors import IncompatiblePythonError
-from serdoctor.execute import Executor
+from serdoctor.execute import Executor, PoolInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"heartbeat": 0.2, "heartbeat_threshold": 1.5}
@@ -134,3 +134,61 @@ def test_on_mismatch_error_refuses_the_pool_with_the_reason(other_python_bin: Pa
         finally:
             _stop(pool)
 
+
+# -- a pool from another serdoctor -------------------------------------------------------
+
+
+def _speaking(tmp_path: Path, protocol: int) -> str:
+    """A folder whose sitecustomize makes serdoctor speak executor ``protocol``."""
+    folder = tmp_path / f"protocol{protocol}"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        f"from serdoctor.execute import _messages\n_messages.PROTOCOL = {protocol}\n"
+    )
+    return str(folder)
+
+
+def _wait_refused(ex: Executor, seconds: float = 30) -> PoolInfo:
+    deadline = time.monotonic() + seconds
+    while not any(p.state == "refused" for p in ex.pools()):
+        assert time.monotonic() < deadline, ex.pools()
+        time.sleep(0.05)
+    (info,) = [p for p in ex.pools() if p.state == "refused"]
+    return info
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("side", ["pool", "interchange"])
+def test_a_pool_speaking_another_protocol_is_refused_and_exits_saying_so(
+    tmp_path: Path, side: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # one side runs a serdoctor whose messages differ (protocol 99): it must never get
+    # a task, in either direction; both sides say which serdoctor each one runs
+    other = {"PYTHONPATH": _speaking(tmp_path, 99)}
+    with Executor(workers=0, worker_env=other if side == "interchange" else None, **FAST) as ex:
+        waiting = ex.submit(pow, 3, 2)
+        command = shlex.split(ex.worker_command(workers=1))
+        command[0] = str(Path(sys.executable).parent / "ser-doctor")
+        env = {**os.environ, **other} if side == "pool" else None
+        odd = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            info = _wait_refused(ex)
+            ours, theirs = (2, 99) if side == "pool" else (99, 2)
+            assert f"protocol {theirs}" in info.reason and f"executor {ours}" in info.reason
+            assert "install the same serdoctor version" in info.reason
+            assert info.reason in caplog.text  # the client's log says it too
+            err = odd.communicate(timeout=20)[1]
+            assert odd.returncode == 3, err
+            assert f"the interchange speaks executor protocol {ours}" in err
+            assert f"this pool {theirs}" in err and "Traceback" not in err
+            assert not waiting.done()  # the refused pool took nothing
+            good = subprocess.Popen(
+                command, stderr=subprocess.PIPE, text=True, env={**os.environ, **other}
+                if side == "interchange" else None,
+            )  # fmt: skip
+            try:
+                assert waiting.result(timeout=30) == 9
+            finally:
+                _stop(good)
+        finally:
+            _stop(odd)

@@ -944,7 +944,10 @@ class Executor(concurrent.futures.Executor):
             judge = "env" in info and pool_id not in self._verdicts
             if entry is None or judge:
                 entry = {**(entry or {}), **info, "seen": time.time()}
-                if judge:
+                if judge and entry.get("state") == "refused":  # by the interchange: protocol
+                    self._verdicts[pool_id] = False
+                    log.error("%s", entry.get("reason"))
+                elif judge:
                     self._judge_pool(pool_id, entry)  # before anyone can see the pool
                 self._pools[pool_id] = entry
             else:

@@ -37,6 +37,7 @@ from typing import Any
 
 import zmq
 
+from serdoctor._version import __version__
 from serdoctor.execute import _messages as m
 from serdoctor.execute._config import InterchangeConfig
 from serdoctor.execute._pool import (
@@ -369,14 +370,25 @@ class Interchange:
         old = self.pools.get(pool_id)
         if old is not None and old.ident != ident:
             self.by_ident.pop(old.ident, None)
-        self.pools[pool_id] = _Pool(ident, info, workers + prefetch, minor, state, time.monotonic())
+        pool = _Pool(ident, info, workers + prefetch, minor, state, time.monotonic())
+        self.pools[pool_id] = pool
         self.by_ident[ident] = pool_id
         self.pools_changed = True
-        self._send_pool(self.pools[pool_id], m.HEARTBEAT, {"registered": True})
+        self._send_pool(pool, m.HEARTBEAT, {"registered": True, "protocol": m.PROTOCOL,
+                                            "serdoctor": __version__})  # fmt: skip
+        theirs = info.get("protocol", 1)  # (a pool from before the field: 1)
+        if theirs != m.PROTOCOL:  # it would misread our messages, or we its: never routed to
+            pool.state = "refused"
+            pool.reason = (
+                f"pool {pool_id} refused: it speaks executor protocol {theirs} (serdoctor "
+                f"{info.get('serdoctor', 'older than 0.1.0')}), this executor {m.PROTOCOL} "
+                f"(serdoctor {__version__}): install the same serdoctor version on both sides"
+            )
+            self._send_pool(pool, m.SHUTDOWN, {"reason": pool.reason})
 
     def _verdict(self, pool_id: str, accept: bool, reason: str) -> None:
         pool = self.pools.get(pool_id)
-        if pool is None:
+        if pool is None or pool.state == "refused":  # (refused here already: its protocol)
             return
         if accept:
             pool.state = "active"

@@ -51,6 +51,14 @@ HEARTBEAT = b"H"  # index: {"running": n} (pools), {} otherwise
 KINDS = frozenset({TASKS, CANCEL, KICK, SHUTDOWN, RESULTS, LOST, POOLS, REGISTER, HEARTBEAT})
 TAG_SIZE = 32
 
+#: The version of these messages and of the envelope features they rely on (such
+#: as tags made by chunks, for payloads of 2 MiB and more). A pool registers with
+#: it and the interchange answers with its own; where they differ the pool is
+#: refused and exits saying which serdoctor each side runs, instead of attaching
+#: and failing its first large task. Raise it with any change an older or newer
+#: peer would misread.
+PROTOCOL = 2
+
 
 class BadMessage(Exception):
     """A message that is unsigned, forged, truncated or not ours; it is dropped."""

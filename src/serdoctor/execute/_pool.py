@@ -38,9 +38,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from serdoctor._version import __version__
 from serdoctor.execute import _messages as m
 from serdoctor.execute import _worker
 from serdoctor.execute._config import Secrets
+
+#: ``ser-doctor worker``'s exit code when the interchange refuses the pool (its
+#: environment under ``on_mismatch="error"``, or another executor protocol); 0 when
+#: it is let go, 2 for bad arguments.
+REFUSED = 3
 
 
 @dataclass
@@ -462,9 +468,10 @@ class Pool:
                     m.send(sock, m.pack(key, m.HEARTBEAT, {"leaving": True, "running": 0}))
             sock.close(linger=500)
             ctx.term()
-        if self.reason and (not self.told_to_stop or "refused" in self.reason):
+        refused = self.told_to_stop and "refused" in self.reason
+        if self.reason and (not self.told_to_stop or refused):
             print(f"ser-doctor worker: stopping: {self.reason}", file=sys.stderr, flush=True)
-        return 0
+        return REFUSED if refused else 0
 
     def _handle(self, parts: list[Any]) -> None:
         kind = bytes(parts[0].buffer) if parts else b""
@@ -479,9 +486,21 @@ class Pool:
             ):
                 self.crew.add(int(row[0]), frames, row[2])
         elif msg.kind == m.SHUTDOWN:
-            self.reason = str(msg.index.get("reason", "told to by the interchange"))
+            if not self.told_to_stop:  # (a refusal of our own, just before, says it all)
+                self.reason = str(msg.index.get("reason", "told to by the interchange"))
             self.told_to_stop = True
             self.running = False
+        elif msg.kind == m.HEARTBEAT and msg.index.get("registered"):
+            theirs = msg.index.get("protocol", 1)  # (an interchange from before the field: 1)
+            if theirs != m.PROTOCOL:
+                self.reason = (
+                    f"refused: the interchange speaks executor protocol {theirs} "
+                    f"(serdoctor {msg.index.get('serdoctor', 'older than 0.1.0')}), this pool "
+                    f"{m.PROTOCOL} (serdoctor {__version__}): install the same serdoctor "
+                    "version here and where the executor runs"
+                )
+                self.told_to_stop = True
+                self.running = False
 
 
 def new_pool_id() -> str:
@@ -498,6 +517,8 @@ def describe(
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "python": platform.python_version(),
+        "serdoctor": __version__,
+        "protocol": m.PROTOCOL,
         "workers": workers,
         "prefetch": 2 * workers if prefetch is None else prefetch,
         "block_id": block_id,
