@@ -130,7 +130,7 @@ def test_on_mismatch_error_refuses_the_pool_with_the_reason(other_python_bin: Pa
             (info,) = [p for p in ex.pools() if p.state == "refused"]
             assert "python" in info.reason.lower() and OTHER in info.reason
             err = pool.communicate(timeout=10)[1]
-            assert "refused" in err
+            assert "refused" in err and pool.returncode == 3
         finally:
             _stop(pool)
 
