@@ -45,6 +45,7 @@ from serdoctor.execute._pool import (
     Fingerprint,
     Workers,
     describe,
+    limit_threads,
     new_pool_id,
     preload_modules,
     watch,
@@ -587,6 +588,7 @@ def main() -> int:
     m.settle_allocator()  # before any thread (ZeroMQ's, a preloaded module's) exists
     crew = fingerprint = None
     if config.local_workers:
+        limit_threads(config.local_workers)  # before a preloaded numpy sizes its BLAS pool
         try:
             preload_modules(config.preload)  # before the fork: the workers share them
         except ValueError as exc:

@@ -174,6 +174,40 @@ def _take(sock: socket.socket, nice: int) -> None:
     sock.sendall(json.dumps(environment().to_dict()).encode())
 
 
+#: What sizes the thread pools of numerical libraries when they load: OpenMP,
+#: OpenBLAS, MKL, BLIS, Accelerate, numexpr and numba.
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+
+
+def limit_threads(workers: int) -> dict[str, str]:
+    """Share this machine's CPUs among ``workers`` workers' numerical thread pools.
+
+    Each of :data:`THREAD_VARS` is set, in this process (whose forked workers
+    inherit it), to the number of CPUs this process may run on divided by
+    ``workers``, at least 1, as loky and Dask do: otherwise each of 32 workers that
+    multiplies matrices starts a BLAS pool of 32 threads, and 1,024 threads fight
+    for 32 cores. A variable already set (in the pool's environment, or by
+    ``worker_env``) is left as it is. Call it before the workers fork and before
+    a preloaded module loads. Returns what it set.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))  # (a Slurm job's or taskset's share)
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    value = str(max(1, cpus // max(1, workers)))
+    chosen = {name: value for name in THREAD_VARS if name not in os.environ}
+    os.environ.update(chosen)
+    return chosen
+
+
 def preload_modules(modules: Sequence[str]) -> None:
     """Import ``modules`` in this process, before it forks its workers.
 
@@ -585,6 +619,7 @@ def serve(
             Secrets.from_json(sys.stdin.readline()) if key_file == "-" else Secrets.read(key_file)
         )
         m.settle_allocator()  # before any thread (ZeroMQ's, a preloaded module's) exists
+        limit_threads(workers)  # before a preloaded numpy sizes its BLAS pool
         preload_modules(check_preload(preload))
     except ValueError as exc:
         print(f"ser-doctor worker: error: {exc}", file=sys.stderr)
