@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import sys
 from collections.abc import Iterable
 
@@ -44,6 +45,44 @@ def _distributions_by_module() -> dict[str, list[str]]:
     return {k: list(v) for k, v in importlib.metadata.packages_distributions().items()}
 
 
+def _named_like(top: str) -> tuple[str, str] | None:
+    """The distribution named like module ``top``, if it is installed where ``top`` is.
+
+    Most distributions are named like their module (numpy, scipy, pandas). This
+    finds one by its name alone, where mapping every module to its distribution
+    reads the file lists of every installed distribution: megabytes kept in each
+    process that asks (an executor's every worker sending a numpy result).
+    Anything else (a module in a namespace package, one named unlike its
+    distribution, an editable install) is None: the full map decides it.
+    """
+    import importlib.metadata
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or ())
+    if len(locations) == 1:  # a package (a namespace package has none, or several)
+        folder = os.path.dirname(locations[0])
+    elif not locations and spec.has_location and spec.origin:  # a module of one file
+        folder = os.path.dirname(spec.origin)
+    else:
+        return None
+    for name in dict.fromkeys((top, top.replace("_", "-"))):
+        try:
+            dist = importlib.metadata.distribution(name)
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue
+        if os.path.realpath(str(dist.locate_file(""))) != os.path.realpath(folder):
+            continue  # a distribution of that name, but not the one installed there
+        meta = dist.metadata
+        if meta["Name"] and meta["Version"]:
+            return meta["Name"], meta["Version"]
+    return None
+
+
 @functools.lru_cache(maxsize=1024)
 def distribution_of(top: str) -> tuple[str, str] | None:
     """The (distribution name, version) that provides top-level module ``top``.
@@ -55,6 +94,9 @@ def distribution_of(top: str) -> tuple[str, str] | None:
 
     if not top or not top.isidentifier():
         return None
+    found = _named_like(top)
+    if found is not None:
+        return found
     for dist in _distributions_by_module().get(top, []):
         try:
             return dist, importlib.metadata.version(dist)

@@ -1,0 +1,75 @@
+"""Which distribution provides a module: by its name where it can be, by the full map otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import make_distribution
+from serdoctor.serialize import _requirements as req
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    req.clear_caches()
+    yield
+    req.clear_caches()  # (the folders below are gone after the test)
+
+
+def _no_full_map() -> dict[str, list[str]]:
+    raise AssertionError("read every distribution's file list")
+
+
+def test_a_distribution_named_like_its_module_is_found_by_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(make_distribution(tmp_path / "site", "sdlike", "1.2.3", "")))
+    monkeypatch.setattr(req, "_distributions_by_module", _no_full_map)
+    assert req.distribution_of("sdlike") == ("sdlike", "1.2.3")
+    assert req.requirements_for(["sdlike.sub"]) == ({"sdlike": "1.2.3"}, {"sdlike": "sdlike"})
+
+
+def test_a_distribution_named_unlike_its_module_is_found_by_the_full_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    (site / "sdodd").mkdir(parents=True)
+    (site / "sdodd" / "__init__.py").write_text("")
+    info = site / "sd_odd_name-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sd-odd-name\nVersion: 2.0\n")
+    (info / "top_level.txt").write_text("sdodd\n")
+    (info / "RECORD").write_text("sdodd/__init__.py,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert req._named_like("sdodd") is None
+    assert req.distribution_of("sdodd") == ("sd-odd-name", "2.0")
+
+
+def test_a_distribution_of_the_name_installed_elsewhere_is_not_taken_for_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the module imported is a folder of its own, first on the path; a distribution of
+    # the same name sits further down: it is not what provides the module here
+    own = tmp_path / "own"
+    (own / "sdshadow").mkdir(parents=True)
+    (own / "sdshadow" / "__init__.py").write_text("")
+    other = make_distribution(tmp_path / "other", "sdshadow", "9.9", "")
+    monkeypatch.syspath_prepend(str(other))
+    monkeypatch.syspath_prepend(str(own))
+    assert req._named_like("sdshadow") is None
+    # (the full map, which reads top_level.txt, still names it, as it always did)
+    assert req.distribution_of("sdshadow") == ("sdshadow", "9.9")
+
+
+def test_namespace_packages_and_unknown_names_are_left_to_the_full_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for part in ("a", "b"):
+        (tmp_path / part / "sdspace").mkdir(parents=True)  # no __init__.py: a namespace
+    monkeypatch.syspath_prepend(str(tmp_path / "a"))
+    monkeypatch.syspath_prepend(str(tmp_path / "b"))
+    assert req._named_like("sdspace") is None
+    assert req._named_like("sd_no_such_module") is None
+    assert req.distribution_of("sd_no_such_module") is None
