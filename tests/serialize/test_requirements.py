@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import make_distribution
 from serdoctor.serialize import _requirements as req
 
 
@@ -22,10 +21,13 @@ def _no_full_map() -> dict[str, list[str]]:
     raise AssertionError("read every distribution's file list")
 
 
+Distribution = Callable[[str, str, str], Path]
+
+
 def test_a_distribution_named_like_its_module_is_found_by_its_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    distribution: Distribution, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(make_distribution(tmp_path / "site", "sdlike", "1.2.3", "")))
+    monkeypatch.syspath_prepend(str(distribution("sdlike", "1.2.3", "")))
     monkeypatch.setattr(req, "_distributions_by_module", _no_full_map)
     assert req.distribution_of("sdlike") == ("sdlike", "1.2.3")
     assert req.requirements_for(["sdlike.sub"]) == ({"sdlike": "1.2.3"}, {"sdlike": "sdlike"})
@@ -48,14 +50,14 @@ def test_a_distribution_named_unlike_its_module_is_found_by_the_full_map(
 
 
 def test_a_distribution_of_the_name_installed_elsewhere_is_not_taken_for_the_module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, distribution: Distribution, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the module imported is a folder of its own, first on the path; a distribution of
     # the same name sits further down: it is not what provides the module here
     own = tmp_path / "own"
     (own / "sdshadow").mkdir(parents=True)
     (own / "sdshadow" / "__init__.py").write_text("")
-    other = make_distribution(tmp_path / "other", "sdshadow", "9.9", "")
+    other = distribution("sdshadow", "9.9", "")
     monkeypatch.syspath_prepend(str(other))
     monkeypatch.syspath_prepend(str(own))
     assert req._named_like("sdshadow") is None
