@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import serdoctor
 from serdoctor.errors import DeserializationError, IncompatiblePythonError, SignatureError
@@ -272,6 +273,18 @@ def test_signed_golden_is_checked_with_the_key() -> None:
     unsigned = golden_bytes("plain_values")
     with pytest.raises(SignatureError):
         serdoctor.Serializer(key=cases.TEST_KEY).loads(unsigned)
+
+
+@given(
+    key=st.binary(min_size=0, max_size=200),  # shorter than, as long as and longer than a block
+    parts=st.lists(st.binary(max_size=300), max_size=5),
+)
+@settings(max_examples=200, deadline=None)
+def test_hmac_from_copied_pads_is_the_standard_hmac(key: bytes, parts: list[bytes]) -> None:
+    expected = hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+    assert _envelope.hmac_sha256(key, parts) == expected
+    assert _envelope.hmac_sha256(key, [memoryview(p) for p in parts]) == expected  # (again:
+    # the cached pads are copied, never updated)
 
 
 # Payloads of 2 MiB or more are signed by chunks (flags bit 1; docs/format.md, "The tag"):

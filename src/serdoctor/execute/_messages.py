@@ -24,7 +24,6 @@ holds what it submitted).
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import json
 import sys
@@ -32,6 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from serdoctor.serialize._envelope import hmac_sha256
 
 # client -> interchange
 TASKS = b"T"  # index: {"tasks": [[id, nframes, priority, walltime], ...]}
@@ -68,14 +69,12 @@ def mac(
     key: bytes, kind: bytes, index: bytes, frames: Sequence[Any], counts: Sequence[int]
 ) -> bytes:
     """The message MAC: over kind, index and the last frame (the tag) of each envelope."""
-    digest = hmac.new(key, kind, hashlib.sha256)
-    digest.update(len(index).to_bytes(4, "big"))
-    digest.update(index)
+    parts = [kind, len(index).to_bytes(4, "big"), index]
     pos = 0
     for n in counts:
         pos += n
-        digest.update(frames[pos - 1])
-    return digest.digest()
+        parts.append(frames[pos - 1])
+    return hmac_sha256(key, parts)
 
 
 #: Frames smaller than this travel packed together in one ZeroMQ frame (one send,

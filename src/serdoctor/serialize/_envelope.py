@@ -194,10 +194,39 @@ def sign(frames: Sequence[Buffer], key: bytes) -> bytes:
     """
     if frames and _flags(frames[0]) & FLAG_CHUNKED:
         return _sign_by_chunks(frames, key)
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for frame in frames:
-        mac.update(frame)
-    return mac.digest()
+    return hmac_sha256(key, frames)
+
+
+def hmac_sha256(key: bytes, parts: Sequence[Buffer]) -> bytes:
+    """HMAC-SHA256 (RFC 2104) under ``key`` of ``parts``, one after another.
+
+    The same bytes as ``hmac.new(key, b"".join(parts), "sha256").digest()``, in
+    half the time for a small message: the hash states after the key's two pads
+    are made once per key and copied, where ``hmac.new`` keys OpenSSL afresh
+    every time (1.9 against 0.8 µs here, four times per task each way).
+    """
+    inner, outer = _pads(key)
+    digest = inner.copy()
+    for part in parts:
+        digest.update(part)
+    result = outer.copy()
+    result.update(digest.digest())
+    tag: bytes = result.digest()
+    return tag
+
+
+@functools.lru_cache(maxsize=16)
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after HMAC's inner and outer key pads (never updated: only copied)."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+
+
+_BLOCK = 64  # SHA-256's block size in bytes
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 def _flags(head: Buffer) -> int:
@@ -261,11 +290,7 @@ def _sign_by_chunks(frames: Sequence[Buffer], key: bytes) -> bytes:
             helper.join()
     if failures:
         raise failures[0]
-    mac = hmac.new(key, CHUNKED_DOMAIN, hashlib.sha256)
-    mac.update(total.to_bytes(8, "big"))
-    for digest in digests:
-        mac.update(digest)
-    return mac.digest()
+    return hmac_sha256(key, [CHUNKED_DOMAIN, total.to_bytes(8, "big"), *digests])
 
 
 #: what hashes chunks beside the calling thread (a name of its own, for the tests)
