@@ -80,11 +80,16 @@ def test_bad_worker_arguments_get_one_clear_line(tmp_path: Path) -> None:
     bad_key = tmp_path / "key"
     bad_key.write_text("nonsense")
     bad_key.chmod(0o600)
+    deep_key = tmp_path / "deep-key"  # JSON nested past Python's recursion limit
+    deep_key.write_text("[" * 100_000)
+    deep_key.chmod(0o600)
     cases = [
         (["worker", "localhost:5000", "--key-file", str(bad_key)], "not an interchange address"),
         (["worker", "tcp://127.0.0.1:5000", "--key-file", str(tmp_path / "missing")],
          "cannot read key file"),
         (["worker", "tcp://127.0.0.1:5000", "--key-file", str(bad_key)],
+         "not a serdoctor key file"),
+        (["worker", "tcp://127.0.0.1:5000", "--key-file", str(deep_key)],
          "not a serdoctor key file"),
     ]  # fmt: skip
     for args, words in cases:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import serdoctor
 from serdoctor.execute import Executor
@@ -42,6 +44,10 @@ def _attacks(marker: Path) -> list[list[bytes]]:
         [m.TASKS, b'{"tasks": [[2, %d, 0, null]]}' % len(unsigned), *map(bytes, unsigned)],
         m.pack(wrong_key, m.REGISTER, {"pool_id": "intruder", "python": "3.11", "workers": 9}),
         [m.RESULTS, b'{"results": [[0, 1]]}', evil, os.urandom(32)],
+        # indexes that once stopped the interchange (an exception other than "bad message")
+        [m.TASKS, b"[" * 100_000, os.urandom(32)],  # nested past Python's recursion limit
+        [m.TASKS, b'{"tasks": [{"1": 1}]}', evil, os.urandom(32)],  # a row that is an object
+        [m.TASKS, b'{"tasks": [[1, 1e400]]}', evil, os.urandom(32)],  # a count of infinity
     ]
 
 
@@ -63,13 +69,47 @@ def test_forged_garbage_and_unsigned_messages_are_dropped_never_unpickled(
     finally:
         ctx.term()
     deadline = time.monotonic() + 10
-    while executor.dropped_messages < 2 * 7:
+    while executor.dropped_messages < 2 * len(_attacks(marker)):
         assert time.monotonic() < deadline, f"dropped: {executor.dropped_messages}"
         time.sleep(0.05)
     assert not marker.exists()
     assert all(p.id != "intruder" for p in executor.pools())
     # the interchange kept serving
     assert executor.submit(pow, 3, 3).result(timeout=20) == 27
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    kind=st.sampled_from(sorted(m.KINDS)),
+    index=_JSON
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "tasks": st.lists(_JSON, max_size=3),
+            "results": st.lists(_JSON, max_size=3),
+            "layout": _JSON | st.lists(st.lists(_JSON, max_size=4), max_size=3),
+        },
+    ),
+    frames=st.lists(st.binary(max_size=40), max_size=3),
+    counts_of=st.sampled_from([None, "tasks", "results"]),
+)
+@settings(max_examples=500, deadline=None)
+def test_a_message_read_with_the_wrong_mac_only_ever_raises_bad_message(
+    kind: bytes, index: object, frames: list[bytes], counts_of: str | None
+) -> None:
+    import json
+
+    head = json.dumps(index).encode()
+    with pytest.raises(m.BadMessage):  # (never another exception: that stops its reader)
+        m.unpack(b"k" * 32, [kind, head, *frames, os.urandom(32)], counts_of)
 
 
 def test_the_key_never_appears_on_a_command_line(executor: Executor) -> None:

@@ -66,3 +66,6 @@ def test_bad_fingerprint_files(tmp_path: Path) -> None:
     bad.write_text('{"python": "3.11.7"}')
     with pytest.raises(ValueError, match="env --json"):
         Environment.load(bad)
+    bad.write_text("[" * 100_000)  # nested past the recursion limit: still "not JSON"
+    with pytest.raises(ValueError, match="not JSON"):
+        Environment.load(bad)

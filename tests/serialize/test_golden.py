@@ -359,6 +359,21 @@ def test_a_chunked_flag_without_the_signed_flag_is_refused() -> None:
         serdoctor.Serializer().loads(bytes(data))
 
 
+def test_a_header_nested_past_the_recursion_limit_is_a_clear_error(tmp_path: Path) -> None:
+    text = b"[" * 100_000  # json.loads raises RecursionError, not a JSONDecodeError
+    data = _envelope._PREFIX.pack(_envelope.MAGIC, _envelope.FORMAT_VERSION, 0, len(text)) + text
+    with pytest.raises(DeserializationError, match="not valid JSON"):
+        serdoctor.Serializer().loads(data)
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(data)
+    inspect = subprocess.run(
+        [sys.executable, "-m", "serdoctor.cli", "inspect", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    said = " ".join((inspect.stdout + inspect.stderr).split())  # (the report wraps its lines)
+    assert "Traceback" not in said and "header is not valid JSON" in said
+
+
 # --- 2. dumping the same value today writes the same bytes -------------------------------
 
 

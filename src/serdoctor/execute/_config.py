@@ -34,7 +34,7 @@ class Secrets:
         try:
             data = json.loads(text)
             key = bytes.fromhex(data["key"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ValueError(
                 f"not a serdoctor key file ({type(exc).__name__}: {exc}): use the file that "
                 "executor.worker_command() wrote"

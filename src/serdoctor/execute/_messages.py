@@ -77,6 +77,11 @@ def mac(
     return hmac_sha256(key, parts)
 
 
+# (made once: json.dumps with its own separators makes an encoder per call, and
+# json.loads guesses the encoding of bytes; an index is always UTF-8)
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+
 #: Frames smaller than this travel packed together in one ZeroMQ frame (one send,
 #: one allocation); larger ones travel as frames of their own, without a copy.
 SMALL = 64 << 10
@@ -111,7 +116,7 @@ def pack(
                 layout.append([len(parts), 0, n])
         parts.insert(0, blob)
         index = {**index, "layout": layout}
-    head = json.dumps(index, separators=(",", ":")).encode()
+    head = _encode(index).encode()
     counts = [len(env) for env in envelopes]
     return [kind, head, *parts, mac(key, kind, head, frames, counts)]
 
@@ -182,8 +187,8 @@ def unpack(key: bytes, parts: Sequence[Any], counts_of: str | None = None) -> Me
     if len(tag) != TAG_SIZE:
         raise BadMessage("no MAC")
     try:
-        index = json.loads(head)
-    except (UnicodeDecodeError, ValueError) as exc:
+        index = _decode(head.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # (nested too deep)
         raise BadMessage(f"index is not JSON: {exc}") from None
     if not isinstance(index, dict):
         raise BadMessage("index is not a JSON object")
@@ -195,7 +200,7 @@ def unpack(key: bytes, parts: Sequence[Any], counts_of: str | None = None) -> Me
             raise BadMessage(f"index has no {counts_of!r} list")
         try:
             counts = [int(row[1]) for row in rows]
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError):
             raise BadMessage(f"malformed {counts_of!r} rows") from None
         if sum(counts) != len(frames) or any(n < 1 for n in counts):
             raise BadMessage("frame counts do not match the frames")
@@ -219,7 +224,7 @@ def _cut(parts: list[memoryview], layout: Any) -> list[memoryview]:
                 raise BadMessage("layout points outside its part")
             frames.append(view[offset : offset + length])
         return frames
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError):
         raise BadMessage("malformed layout") from None
 
 

@@ -371,7 +371,7 @@ def _decode(text: bytes, signed: bool) -> Header:
     """Decode header JSON (cached: a stream of similar payloads repeats headers)."""
     try:
         raw = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (too deep)
         raise DeserializationError(f"serdoctor envelope header is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DeserializationError("serdoctor envelope header is not a JSON object")

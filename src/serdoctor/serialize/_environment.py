@@ -90,7 +90,7 @@ class Environment:
         text = Path(path).read_text(encoding="utf-8")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:  # (RecursionError: nested too deep)
             raise ValueError(
                 f"{path} is not JSON ({exc}): write it with `ser-doctor env --json`"
             ) from None
