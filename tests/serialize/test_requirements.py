@@ -75,3 +75,64 @@ def test_namespace_packages_and_unknown_names_are_left_to_the_full_map(
     assert req._named_like("sdspace") is None
     assert req._named_like("sd_no_such_module") is None
     assert req.distribution_of("sd_no_such_module") is None
+
+
+# -- versions read from .dist-info folders, without importlib.metadata -------------------
+
+
+def test_every_installed_version_is_importlib_metadatas() -> None:
+    import importlib.metadata
+
+    names = {d.metadata["Name"] for d in importlib.metadata.distributions()}
+    assert len(names) > 10
+    for name in sorted(names):
+        assert req.local_version(name) == importlib.metadata.version(name), name
+        spelled = name.upper().replace("-", "_")  # (any spelling PEP 503 deems the same)
+        assert req.local_version(spelled) == importlib.metadata.version(name), spelled
+    assert req.local_version("sd-no-such-distribution") is None
+
+
+@pytest.mark.timeout(60)
+def test_finding_a_version_does_not_import_importlib_metadata() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from serdoctor.serialize._requirements import local_version, requirements_for\n"
+        "print(local_version('numpy'), requirements_for(['numpy.linalg'])[0],\n"
+        "      'importlib.metadata' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    import numpy
+
+    assert out.stdout.split() == [numpy.__version__, "{'numpy':", f"'{numpy.__version__}'}}",
+                                  "False"], out.stderr  # fmt: skip
+
+
+def test_layouts_it_does_not_read_are_left_to_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    site = tmp_path / "site"
+    (site / "sdegg.egg-info").mkdir(parents=True)  # an egg's metadata: PKG-INFO
+    (site / "sdegg.egg-info" / "PKG-INFO").write_text(
+        "Metadata-Version: 1.1\nName: sdegg\nVersion: 0.7\n"
+    )
+    for version in ("1.0", "2.0"):  # two of one distribution in one folder
+        info = site / f"sdtwice-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: sdtwice\nVersion: {version}\n"
+        )
+    (site / "sdbroken-1.0.dist-info").mkdir()  # no METADATA at all
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    for name in ("sdegg", "sdtwice"):
+        with pytest.raises(req._Unsure):
+            req._in_folder(str(site), name)
+        assert req.local_version(name) == importlib.metadata.version(name)
+    with pytest.raises(req._Unsure):
+        req._in_folder(str(site), "sdbroken")
+    assert req.local_version("sdegg") == "0.7"

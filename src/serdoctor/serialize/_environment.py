@@ -26,12 +26,9 @@ _TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute"})
 
 
 def _version(dist: str) -> str | None:
-    import importlib.metadata  # here: slow to import, seldom needed
+    from serdoctor.serialize._requirements import local_version
 
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return local_version(dist)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Iterable
 
@@ -55,8 +56,6 @@ def _named_like(top: str) -> tuple[str, str] | None:
     Anything else (a module in a namespace package, one named unlike its
     distribution, an editable install) is None: the full map decides it.
     """
-    import importlib.metadata
-
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
@@ -70,17 +69,10 @@ def _named_like(top: str) -> tuple[str, str] | None:
         folder = os.path.dirname(spec.origin)
     else:
         return None
-    for name in dict.fromkeys((top, top.replace("_", "-"))):
-        try:
-            dist = importlib.metadata.distribution(name)
-        except (importlib.metadata.PackageNotFoundError, ValueError):
-            continue
-        if os.path.realpath(str(dist.locate_file(""))) != os.path.realpath(folder):
-            continue  # a distribution of that name, but not the one installed there
-        meta = dist.metadata
-        if meta["Name"] and meta["Version"]:
-            return meta["Name"], meta["Version"]
-    return None
+    try:
+        return _in_folder(folder, _normal(top))
+    except _Unsure:
+        return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -90,13 +82,13 @@ def distribution_of(top: str) -> tuple[str, str] | None:
     Any name is accepted (the inspector asks about names read from untrusted
     pickles): one no distribution could have gives None.
     """
-    import importlib.metadata  # here: slow to import, seldom needed
-
     if not top or not top.isidentifier():
         return None
     found = _named_like(top)
     if found is not None:
         return found
+    import importlib.metadata  # here: slow to import, seldom needed
+
     for dist in _distributions_by_module().get(top, []):
         try:
             return dist, importlib.metadata.version(dist)
@@ -114,13 +106,100 @@ def distribution_of(top: str) -> tuple[str, str] | None:
 
 @functools.lru_cache(maxsize=1024)
 def local_version(dist: str) -> str | None:
-    """The installed version of distribution ``dist``, or None."""
+    """The installed version of distribution ``dist``, or None.
+
+    ``importlib.metadata.version``'s answer. Where every folder on ``sys.path``
+    holds distributions as ``.dist-info`` folders, it is read from there
+    directly (the first folder that has ``dist`` wins, as for importlib.metadata),
+    without importing importlib.metadata: with the email, zipfile and csv modules
+    it imports, that is 2 MB in each process that asks, such as every worker
+    that loads a task with a numpy argument. Other layouts (eggs, zip files,
+    finders of their own) are left to importlib.metadata.
+    """
+    if dist and _plain_finders():
+        want = _normal(dist)
+        try:
+            for folder in sys.path:
+                found = _in_folder(folder, want)
+                if found is not None:
+                    return found[1]
+            return None
+        except _Unsure:
+            pass
     import importlib.metadata  # here: slow to import, seldom needed
 
     try:
         return importlib.metadata.version(dist)
     except (importlib.metadata.PackageNotFoundError, ValueError):  # ValueError: an empty name
         return None
+
+
+class _Unsure(Exception):
+    """A layout importlib.metadata reads and :func:`_in_folder` does not."""
+
+
+def _normal(name: str) -> str:
+    """A distribution's name as its ``.dist-info`` folder spells it, lower case (PEP 503)."""
+    return _SEPARATORS.sub("_", name).lower()
+
+
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def _in_folder(folder: str, want: str) -> tuple[str, str] | None:
+    """(name, version) of distribution ``want`` (:func:`_normal`) installed in ``folder``.
+
+    None when ``folder`` holds no such distribution (or does not exist).
+    :class:`_Unsure` when it holds one in a form left to importlib.metadata: an
+    ``.egg-info``, two of them, no readable ``METADATA``, or a zip file.
+    """
+    try:
+        entries = os.listdir(folder or ".")
+    except NotADirectoryError:  # a zip file on sys.path
+        raise _Unsure from None
+    except OSError:
+        return None
+    found = None
+    for entry in entries:
+        low = entry.lower()
+        if not low.endswith((".dist-info", ".egg-info")):
+            continue
+        if _normal(low.rpartition(".")[0].partition("-")[0]) != want:
+            continue
+        if not low.endswith(".dist-info") or found is not None:
+            raise _Unsure
+        found = _metadata(os.path.join(folder or ".", entry, "METADATA"))
+    return found
+
+
+def _metadata(path: str) -> tuple[str, str]:
+    """The Name and Version headers of a METADATA file (they come before its body)."""
+    fields: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if not line.strip():
+                    break  # the end of the headers
+                key, sep, value = line.partition(":")
+                if sep and key.strip().lower() in ("name", "version"):
+                    fields.setdefault(key.strip().lower(), value.strip())
+                if len(fields) == 2:
+                    break
+    except OSError:
+        raise _Unsure from None
+    if not fields.get("name") or not fields.get("version"):
+        raise _Unsure
+    return fields["name"], fields["version"]
+
+
+def _plain_finders() -> bool:
+    """Whether only the standard path finder says where distributions are."""
+    import importlib.machinery
+
+    return all(
+        finder is importlib.machinery.PathFinder or not hasattr(finder, "find_distributions")
+        for finder in sys.meta_path
+    )
 
 
 def requirements_for(modules: Iterable[str]) -> tuple[dict[str, str | None], dict[str, str]]:
