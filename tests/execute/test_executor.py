@@ -304,6 +304,28 @@ def test_the_local_pool_runs_in_the_interchange_process(executor: Executor) -> N
     assert (pool.pid, pool.workers, pool.state) == (interchange.pid, 2, "active")
 
 
+def test_pools_news_waits_for_a_client_that_has_not_spoken_yet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the local pool's fingerprint can reach the interchange before your process's
+    # first message: what the interchange had to say then must not be lost
+    from serdoctor.execute import _client
+
+    io_loop = _client.Executor._io_loop
+
+    def late(self: Executor) -> None:
+        time.sleep(1.0)  # the interchange and its fingerprint child are done by now
+        io_loop(self)
+
+    monkeypatch.setattr(_client.Executor, "_io_loop", late)
+    with Executor(workers=1, heartbeat=0.2, heartbeat_threshold=5) as ex:
+        assert ex.submit(abs, -4).result(timeout=20) == 4
+        deadline = time.monotonic() + 10
+        while not ex.pools() or ex.pools()[0].env_digest is None:
+            assert time.monotonic() < deadline, ex.pools()
+            time.sleep(0.05)
+
+
 def test_a_local_pool_judged_strictly_runs_once_its_fingerprint_is_in() -> None:
     # on_mismatch="error": the local pool takes no task until the client has compared
     # its fingerprint (taken by a child of the interchange) with its own, and accepted it

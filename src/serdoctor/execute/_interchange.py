@@ -210,7 +210,9 @@ class Interchange:
                 self._read_fingerprint(self.fingerprint, poller)
             self._dispatch()
             self._flush_client()
-            if self.pools_changed:  # a pool came or went: the client hears of it now
+            if self.pools_changed and self.client_ident is not None:
+                # a pool came or went (or its fingerprint came): the client hears of it now
+                # (if it has not spoken yet, once it has: news sent to no one is kept)
                 pools = self._describe(time.monotonic(), with_env=True)
                 self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
                 self.pools_changed = False
@@ -518,7 +520,7 @@ class Interchange:
         self._fail_unroutable(now)
         self._send_client(m.HEARTBEAT, {"queued": len(self.queued), "dropped": self.dropped,
                                         "received": self.received})  # fmt: skip
-        if self.pools_changed or self.pools:
+        if self.client_ident is not None and (self.pools_changed or self.pools):
             pools = self._describe(now, with_env=self.pools_changed)
             self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
             self.pools_changed = False
