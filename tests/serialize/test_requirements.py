@@ -136,3 +136,50 @@ def test_layouts_it_does_not_read_are_left_to_importlib_metadata(
     with pytest.raises(req._Unsure):
         req._in_folder(str(site), "sdbroken")
     assert req.local_version("sdegg") == "0.7"
+
+
+def _importlib_listing() -> dict[str, str]:
+    import importlib.metadata
+
+    listing: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name and name not in listing:
+            listing[str(name)] = str(dist.version)
+    return listing
+
+
+def test_the_installed_distributions_are_importlib_metadatas_in_its_order() -> None:
+    from serdoctor.serialize import environment
+
+    mine = req.installed()
+    assert mine is not None and len(mine) > 10
+    assert list(mine.items()) == list(_importlib_listing().items())
+    assert environment().distributions == dict(sorted(mine.items(), key=lambda kv: kv[0].lower()))
+
+
+def test_an_egg_on_the_path_leaves_the_listing_to_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serdoctor.serialize import environment
+
+    (tmp_path / "sdegg2.egg-info").mkdir()
+    (tmp_path / "sdegg2.egg-info" / "PKG-INFO").write_text("Name: sdegg2\nVersion: 0.3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert req.installed() is None
+    assert environment().distributions["sdegg2"] == "0.3"
+
+
+@pytest.mark.timeout(60)
+def test_an_environment_fingerprint_does_not_import_importlib_metadata() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from serdoctor.serialize import environment\n"
+        "print(len(environment().distributions), 'importlib.metadata' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    count, imported = out.stdout.split()
+    assert int(count) > 10 and imported == "False", out.stderr

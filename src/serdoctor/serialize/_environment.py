@@ -241,15 +241,18 @@ class EnvironmentDiff:
 
 def environment() -> Environment:
     """The fingerprint of the running interpreter and its installed distributions."""
-    import importlib.metadata  # here: slow to import, seldom needed
-
     from serdoctor._version import __version__
+    from serdoctor.serialize._requirements import installed
 
-    dists: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
-        if name and name not in dists:
-            dists[str(name)] = str(dist.version)
+    dists = installed()  # (from the .dist-info folders: no importlib.metadata, 2 MB, here)
+    if dists is None:  # a layout only importlib.metadata reads (eggs, zip files)
+        import importlib.metadata  # here: slow to import, seldom needed
+
+        dists = {}
+        for dist in importlib.metadata.distributions():
+            name = dist.metadata["Name"] if dist.metadata else None
+            if name and name not in dists:
+                dists[str(name)] = str(dist.version)
     return Environment(
         python=platform.python_version(),
         implementation=sys.implementation.name,

@@ -192,12 +192,51 @@ def _metadata(path: str) -> tuple[str, str]:
     return fields["name"], fields["version"]
 
 
+def installed() -> dict[str, str] | None:
+    """Name and version of every distribution on ``sys.path``, from its ``.dist-info``.
+
+    What ``importlib.metadata.distributions()`` lists (the first of a name wins,
+    in ``sys.path`` order), read without importing importlib.metadata; None where
+    a layout is left to it (see :func:`_in_folder`).
+    """
+    if not _plain_finders():
+        return None
+    found: dict[str, str] = {}
+    for folder in sys.path:
+        try:
+            entries = os.listdir(folder or ".")
+        except NotADirectoryError:  # a zip file
+            return None
+        except OSError:
+            continue
+        for entry in entries:
+            low = entry.lower()
+            if low.endswith(".egg-info"):
+                return None
+            if low.endswith(".dist-info"):
+                try:
+                    name, version = _metadata(os.path.join(folder or ".", entry, "METADATA"))
+                except _Unsure:
+                    return None
+                found.setdefault(name, version)
+    return found
+
+
 def _plain_finders() -> bool:
-    """Whether only the standard path finder says where distributions are."""
+    """Whether only the standard path finder says where distributions are.
+
+    (Or the ``importlib_metadata`` backport's, which many libraries import and
+    which reads the same ``sys.path`` folders the same way.)
+    """
     import importlib.machinery
 
     return all(
-        finder is importlib.machinery.PathFinder or not hasattr(finder, "find_distributions")
+        finder is importlib.machinery.PathFinder
+        or not hasattr(finder, "find_distributions")
+        or (
+            type(finder).__module__ == "importlib_metadata"
+            and type(finder).__name__ == "MetadataPathFinder"
+        )
         for finder in sys.meta_path
     )
 
