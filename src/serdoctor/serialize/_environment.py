@@ -25,12 +25,6 @@ PYTHON_MINOR = "{}.{}".format(*sys.version_info[:2])
 _TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute"})
 
 
-def _version(dist: str) -> str | None:
-    from serdoctor.serialize._requirements import local_version
-
-    return local_version(dist)
-
-
 @dataclass(frozen=True)
 class Environment:
     """Where payloads are made or loaded: Python, platform and installed distributions."""
@@ -242,7 +236,7 @@ class EnvironmentDiff:
 def environment() -> Environment:
     """The fingerprint of the running interpreter and its installed distributions."""
     from serdoctor._version import __version__
-    from serdoctor.serialize._requirements import installed
+    from serdoctor.serialize._requirements import installed, local_version
 
     dists = installed()  # (from the .dist-info folders: no importlib.metadata, 2 MB, here)
     if dists is None:  # a layout only importlib.metadata reads (eggs, zip files)
@@ -261,7 +255,7 @@ def environment() -> Environment:
         byteorder=sys.byteorder,
         serdoctor=__version__,
         format=FORMAT_VERSION,
-        dill=_version("dill"),
-        cloudpickle=_version("cloudpickle"),
+        dill=local_version("dill"),
+        cloudpickle=local_version("cloudpickle"),
         distributions=dict(sorted(dists.items(), key=lambda kv: kv[0].lower())),
     )

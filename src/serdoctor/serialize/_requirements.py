@@ -146,12 +146,10 @@ def _normal(name: str) -> str:
 _SEPARATORS = re.compile(r"[-_.]+")
 
 
-def _in_folder(folder: str, want: str) -> tuple[str, str] | None:
-    """(name, version) of distribution ``want`` (:func:`_normal`) installed in ``folder``.
+def _listing(folder: str) -> list[tuple[str, str, bool]] | None:
+    """``(normal name, path, is a .dist-info)`` of each distribution's metadata in ``folder``.
 
-    None when ``folder`` holds no such distribution (or does not exist).
-    :class:`_Unsure` when it holds one in a form left to importlib.metadata: an
-    ``.egg-info``, two of them, no readable ``METADATA``, or a zip file.
+    None when ``folder`` does not exist; :class:`_Unsure` when it is a zip file.
     """
     try:
         entries = os.listdir(folder or ".")
@@ -159,17 +157,30 @@ def _in_folder(folder: str, want: str) -> tuple[str, str] | None:
         raise _Unsure from None
     except OSError:
         return None
-    found = None
+    found = []
     for entry in entries:
         low = entry.lower()
-        if not low.endswith((".dist-info", ".egg-info")):
-            continue
-        if _normal(low.rpartition(".")[0].partition("-")[0]) != want:
-            continue
-        if not low.endswith(".dist-info") or found is not None:
-            raise _Unsure
-        found = _metadata(os.path.join(folder or ".", entry, "METADATA"))
+        if low.endswith((".dist-info", ".egg-info")):
+            name = _normal(low.rpartition(".")[0].partition("-")[0])
+            found.append((name, os.path.join(folder or ".", entry), low.endswith(".dist-info")))
     return found
+
+
+def _in_folder(folder: str, want: str) -> tuple[str, str] | None:
+    """(name, version) of distribution ``want`` (:func:`_normal`) installed in ``folder``.
+
+    None when ``folder`` holds no such distribution (or does not exist).
+    :class:`_Unsure` when it holds one in a form left to importlib.metadata: an
+    ``.egg-info``, two of them, no readable ``METADATA``, or a zip file.
+    """
+    matches = [
+        (path, dist_info) for name, path, dist_info in _listing(folder) or () if name == want
+    ]
+    if not matches:
+        return None
+    if len(matches) > 1 or not matches[0][1]:
+        raise _Unsure
+    return _metadata(os.path.join(matches[0][0], "METADATA"))
 
 
 def _metadata(path: str) -> tuple[str, str]:
@@ -202,23 +213,15 @@ def installed() -> dict[str, str] | None:
     if not _plain_finders():
         return None
     found: dict[str, str] = {}
-    for folder in sys.path:
-        try:
-            entries = os.listdir(folder or ".")
-        except NotADirectoryError:  # a zip file
-            return None
-        except OSError:
-            continue
-        for entry in entries:
-            low = entry.lower()
-            if low.endswith(".egg-info"):
-                return None
-            if low.endswith(".dist-info"):
-                try:
-                    name, version = _metadata(os.path.join(folder or ".", entry, "METADATA"))
-                except _Unsure:
-                    return None
+    try:
+        for folder in sys.path:
+            for _, path, dist_info in _listing(folder) or ():
+                if not dist_info:
+                    return None  # an egg
+                name, version = _metadata(os.path.join(path, "METADATA"))
                 found.setdefault(name, version)
+    except _Unsure:
+        return None
     return found
 
 
