@@ -387,7 +387,7 @@ class Interchange:
                 f"{info.get('serdoctor', 'older than 0.1.0')}), this executor {m.PROTOCOL} "
                 f"(serdoctor {__version__}): install the same serdoctor version on both sides"
             )
-            self._send_pool(pool, m.SHUTDOWN, {"reason": pool.reason})
+            self._send_pool(pool, m.SHUTDOWN, {"reason": pool.reason, "refused": True})
 
     def _verdict(self, pool_id: str, accept: bool, reason: str) -> None:
         pool = self.pools.get(pool_id)
@@ -397,7 +397,7 @@ class Interchange:
             pool.state = "active"
         else:
             pool.state, pool.reason = "refused", reason
-            self._send_pool(pool, m.SHUTDOWN, {"reason": reason})
+            self._send_pool(pool, m.SHUTDOWN, {"reason": reason, "refused": True})
             self._requeue_or_lose(pool, "refused")
         self.pools_changed = True
 

@@ -38,7 +38,7 @@ from serdoctor.serialize._envelope import hmac_sha256
 TASKS = b"T"  # index: {"tasks": [[id, nframes, priority, walltime], ...]}
 CANCEL = b"C"  # index: {"ids": [...]}
 KICK = b"K"  # index: {"pool": id, "reason": text}: refuse a pool (on_mismatch="error")
-SHUTDOWN = b"X"
+SHUTDOWN = b"X"  # index: {"reason": text, "refused": true when the pool was refused}
 # interchange -> client
 # RESULTS index: {"results": [[id, nframes, pool, worker pid, started, ended], ...],
 #                 "started": {pool: [id, ...]}}

@@ -431,6 +431,7 @@ class Pool:
         self.crew = Workers(self.secrets.key, self.workers)
         self.running = True
         self.told_to_stop = False
+        self.refused = False  # by the interchange, or (its protocol) by this pool itself
         self.reason = ""
 
     # -- the loop --------------------------------------------------------------------------
@@ -502,10 +503,9 @@ class Pool:
                     m.send(sock, m.pack(key, m.HEARTBEAT, {"leaving": True, "running": 0}))
             sock.close(linger=500)
             ctx.term()
-        refused = self.told_to_stop and "refused" in self.reason
-        if self.reason and (not self.told_to_stop or refused):
+        if self.reason and (not self.told_to_stop or self.refused):
             print(f"ser-doctor worker: stopping: {self.reason}", file=sys.stderr, flush=True)
-        return REFUSED if refused else 0
+        return REFUSED if self.refused else 0
 
     def _handle(self, parts: list[Any]) -> None:
         kind = bytes(parts[0].buffer) if parts else b""
@@ -522,6 +522,7 @@ class Pool:
         elif msg.kind == m.SHUTDOWN:
             if not self.told_to_stop:  # (a refusal of our own, just before, says it all)
                 self.reason = str(msg.index.get("reason", "told to by the interchange"))
+                self.refused = bool(msg.index.get("refused"))
             self.told_to_stop = True
             self.running = False
         elif msg.kind == m.HEARTBEAT and msg.index.get("registered"):
@@ -533,7 +534,7 @@ class Pool:
                     f"{m.PROTOCOL} (serdoctor {__version__}): install the same serdoctor "
                     "version here and where the executor runs"
                 )
-                self.told_to_stop = True
+                self.told_to_stop = self.refused = True
                 self.running = False
 
 
