@@ -1,10 +1,10 @@
 """What one sequential task costs in serdoctor's topology, layer by layer.
 
 A bare prototype with the executor's threads, sockets and processes and nothing
-else: your thread sends on a ZeroMQ DEALER socket, an "interchange" process (a
-ROUTER socket) writes the task to a forked "worker" over a socket pair with the
-executor's framing, the result comes back the same way, and an IO thread in your
-process resolves a ``concurrent.futures.Future`` that your thread waits on. It
+else: your thread writes the task to an "interchange" process over a socket
+pair, which writes it to a forked "worker" over another, all with the
+executor's framing; the result comes back the same way, and an IO thread in
+your process resolves a ``concurrent.futures.Future`` that your thread waits on. It
 measures the p50 of sequential no-op tasks (a function of this script, sent by
 value as the executor's benchmark sends it) with:
 
@@ -12,7 +12,7 @@ value as the executor's benchmark sends it) with:
 - ``envelopes``: ``Serializer(key=...).dumps_frames`` / ``loads_frames`` for the
   task and the result (their headers, checks and HMAC tags);
 - ``messages``: the executor's signed messages (``_messages.pack`` / ``unpack``)
-  on each ZeroMQ hop;
+  between your process and the interchange;
 - ``both``: what the executor itself does, less its bookkeeping.
 
 and, for comparison, ``serdoctor.Executor`` and ``ProcessPoolExecutor``. Usage::
@@ -26,6 +26,7 @@ import argparse
 import concurrent.futures
 import os
 import pickle
+import select
 import socket
 import statistics
 import sys
@@ -33,8 +34,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-
-import zmq
 
 from serdoctor.execute import _messages as m
 from serdoctor.execute._worker import recv_frames, send_frames
@@ -61,77 +60,57 @@ def _worker(sock: socket.socket, envelopes: bool) -> None:
     os._exit(0)
 
 
-def _interchange(ready: int, envelopes: bool, messages: bool) -> None:
+def _interchange(client: socket.socket, messages: bool, envelopes: bool) -> None:
     ours, theirs = socket.socketpair()
     if os.fork() == 0:
         ours.close()
+        client.close()
         _worker(theirs, envelopes)
     theirs.close()
-    router = zmq.Context().socket(zmq.ROUTER)
-    os.write(ready, str(router.bind_to_random_port("tcp://127.0.0.1")).encode())
-    poller = zmq.Poller()
-    poller.register(router, zmq.POLLIN)
-    poller.register(ours, zmq.POLLIN)
     while True:
-        events = dict(poller.poll(1000))
-        if router in events:
-            parts = router.recv_multipart(copy=False)
-            if parts[1].bytes == b"stop":
+        readable, _, _ = select.select([client, ours], [], [], 1.0)
+        if client in readable:
+            message = recv_frames(client)
+            if message is None:  # the client has gone
                 os._exit(0)
-            if parts[1].bytes == b"hello":
-                continue
+            frames = message[1]
             if messages:
-                msg = m.unpack(KEY, parts[1:], "tasks")
+                msg = m.unpack(KEY, frames, "tasks")
                 frames = m.split(msg.frames, [int(r[1]) for r in msg.index["tasks"]])[0]
-            else:
-                frames = [p.buffer for p in parts[1:]]
             send_frames(ours, 1, frames)
-        if ours.fileno() in events:
+        if ours in readable:
             message = recv_frames(ours)
             assert message is not None
             task_id, frames = message
             if messages:
-                index = {"results": [[task_id, len(frames)]]}
-                m.send(router, m.pack(KEY, m.RESULTS, index, [frames]), b"c")
-            else:
-                router.send_multipart([b"c", *frames])
+                frames = m.pack(KEY, m.RESULTS, {"results": [[task_id, len(frames)]]}, [frames])
+            send_frames(client, 0, frames)
 
 
 def prototype(tasks: int, envelopes: bool, messages: bool) -> float:
     """p50 (s) of ``tasks`` sequential no-op tasks through the bare prototype."""
-    ready, write = os.pipe()
+    sock, theirs = socket.socketpair()
     child = os.fork()
     if child == 0:
-        os.close(ready)
-        _interchange(write, envelopes, messages)
-    os.close(write)
-    port = int(os.read(ready, 100))
-    os.close(ready)
-    ctx = zmq.Context()
-    tx, rx = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
-    tx.setsockopt(zmq.IDENTITY, b"c+")
-    rx.setsockopt(zmq.IDENTITY, b"c")
-    for sock in (tx, rx):
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{port}")
-    rx.send(b"hello")
-    time.sleep(0.2)
+        sock.close()
+        _interchange(theirs, messages, envelopes)
+    theirs.close()
     serializer = Serializer(key=KEY)
     waiting: list[concurrent.futures.Future[Any]] = []
     done = threading.Event()
 
     def io() -> None:
-        poller = zmq.Poller()
-        poller.register(rx, zmq.POLLIN)
         while not done.is_set():
-            if not poller.poll(100):
+            if not select.select([sock], [], [], 0.1)[0]:
                 continue
-            parts = rx.recv_multipart(copy=False)
+            message = recv_frames(sock)
+            assert message is not None
+            parts = message[1]
             if messages:
                 msg = m.unpack(KEY, parts, "results")
                 frames = m.split(msg.frames, [int(r[1]) for r in msg.index["results"]])[0]
             else:
-                frames = [p.buffer for p in parts]
+                frames = parts
             out = serializer.loads_frames(frames) if envelopes else pickle.loads(frames[0])
             waiting.pop().set_result(out[1])
 
@@ -148,19 +127,15 @@ def prototype(tasks: int, envelopes: bool, messages: bool) -> float:
             else:
                 frames = [pickle.dumps((noop, (i,)))]
             if messages:
-                m.send(tx, m.pack(KEY, m.TASKS, {"tasks": [[i, len(frames), 0, None]]}, [frames]))
-            else:
-                tx.send_multipart(frames)
+                frames = m.pack(KEY, m.TASKS, {"tasks": [[i, len(frames), 0, None]]}, [frames])
+            send_frames(sock, 0, frames)
             assert future.result(timeout=10) == i
             times.append(time.perf_counter() - start)
     finally:
         done.set()
         thread.join()
-        tx.send(b"stop")
+        sock.close()
         os.waitpid(child, 0)
-        tx.close()
-        rx.close()
-        ctx.term()
     return statistics.median(times[tasks // 10 :])
 
 

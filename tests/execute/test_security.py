@@ -58,18 +58,17 @@ def test_forged_garbage_and_unsigned_messages_are_dropped_never_unpickled(
     assert executor.submit(abs, -1).result(timeout=20) == 1
     ctx = zmq.Context()
     try:
-        for url in (executor.pool_url, f"tcp://127.0.0.1:{executor._client_port}"):
-            sock = ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(url)
-            for parts in _attacks(marker):
-                sock.send_multipart(parts)
-            time.sleep(0.3)
-            sock.close()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(executor.pool_url)
+        for parts in _attacks(marker):
+            sock.send_multipart(parts)
+        time.sleep(0.3)
+        sock.close()
     finally:
         ctx.term()
     deadline = time.monotonic() + 10
-    while executor.dropped_messages < 2 * len(_attacks(marker)):
+    while executor.dropped_messages < len(_attacks(marker)):
         assert time.monotonic() < deadline, f"dropped: {executor.dropped_messages}"
         time.sleep(0.05)
     assert not marker.exists()

@@ -21,12 +21,12 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import logging
 import math
 import os
+import select
 import shlex
 import shutil
 import socket
@@ -51,6 +51,7 @@ from serdoctor.errors import (
     ManagerLost,
 )
 from serdoctor.execute import _messages as m
+from serdoctor.execute import _worker
 from serdoctor.execute._config import InterchangeConfig, Secrets
 from serdoctor.execute._deps import find_futures, replace_futures
 from serdoctor.execute._memo import TaskMemo
@@ -70,6 +71,7 @@ _BATCH_TASKS = 2000
 _BATCH_BYTES = 64 << 20
 _TRIM_TASKS = 1000  # after a burst of this many tasks, the IO thread trims when idle
 _WINDOW = 10_000  # tasks sent to the interchange and not yet taken in by it, at most
+_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _DIRECT_MAX = 4  # with at most this many tasks unfinished, submit() sends a task itself
 
 
@@ -271,6 +273,8 @@ class Executor(concurrent.futures.Executor):
         self._cancels: collections.deque[int] = collections.deque()
         self._sent = self._acked = 0  # tasks sent to the interchange, and taken in by it
         self._finished = 0  # results since the last trim (see _io_loop)
+        # outcomes read by the IO thread, set on their futures at the end of its turn
+        self._settle: list[tuple[concurrent.futures.Future[Any], BaseException | None, Any]] = []
         self._pools: dict[str, dict[str, Any]] = {}
         self._verdicts: dict[str, bool] = {}
         self._dropped = 0
@@ -291,14 +295,15 @@ class Executor(concurrent.futures.Executor):
             self._secrets.curve_server_public = curve_public
         try:
             self.port = port or _free_port(address)
-            self._client_port = _free_port("127.0.0.1")
         except OSError as exc:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise ValueError(f"cannot use address {address!r}: {exc.strerror}") from None
+        # the connection to the interchange: a socket pair, the other end the interchange's
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         config = InterchangeConfig(
             key=self._secrets.key.hex(),
             address=address,
-            client_port=self._client_port,
+            client_fd=theirs.fileno(),
             pool_port=self.port,
             heartbeat=heartbeat,
             heartbeat_threshold=heartbeat_threshold,
@@ -314,7 +319,10 @@ class Executor(concurrent.futures.Executor):
             preload=list(self.preload),
         )
         try:
-            self._interchange = self._start_interchange(config, _pool_env(worker_env))
+            try:
+                self._interchange = self._start_interchange(config, _pool_env(worker_env))
+            finally:
+                theirs.close()
             if workers and worker_init is not None:
                 self._start_local_pool(workers, worker_env, worker_init)
             # Our fingerprint, to judge pools by, is taken while the interchange
@@ -336,26 +344,16 @@ class Executor(concurrent.futures.Executor):
                 executor={"workers": workers, "address": address, "retries": retries,
                           "on_mismatch": on_mismatch},
             )  # fmt: skip
-        import zmq
-
-        self._ctx = zmq.Context()
-        # Two DEALERs to the interchange: the IO thread's, which receives (and sends
-        # heartbeats), and ``_tx``, which sends everything else, used under
-        # ``_tx_lock`` by the IO thread and by submit() (a task sent from the caller's
-        # thread skips a hand-over to the IO thread). The interchange answers to the
-        # first's identity; the second's is the same with "+" after it.
-        self._ident = os.urandom(8).hex().encode()  # (hex: it never ends with "+" itself)
-        self._tx = self._ctx.socket(zmq.DEALER)
-        self._tx.setsockopt(zmq.ROUTING_ID, self._ident + b"+")
-        self._tx.setsockopt(zmq.LINGER, 0)
-        self._tx.setsockopt(zmq.SNDHWM, 0)
-        self._tx.connect(f"tcp://127.0.0.1:{self._client_port}")
+        # ``_sock`` is read by the IO thread alone, and written under ``_tx_lock``: by
+        # the IO thread, and by submit() (a task sent from the caller's thread skips a
+        # hand-over to the IO thread). Neither side ever blocks writing (see _post).
         self._tx_lock = threading.Lock()
-        self._linked = False  # the interchange has answered the IO thread's socket
-        self._wake_recv = self._ctx.socket(zmq.PAIR)
-        self._wake_recv.bind(f"inproc://serdoctor-wake-{id(self)}")
-        self._wake_send = self._ctx.socket(zmq.PAIR)
-        self._wake_send.connect(f"inproc://serdoctor-wake-{id(self)}")
+        self._reader = _worker.Reader(self._sock)
+        self._writer = _worker.Writer(self._sock)
+        self._eof = False  # the interchange closed its end: it has gone
+        self._wake_r, self._wake_w = os.pipe()  # wakes the IO thread
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._woken = False
         self._last_heard = time.monotonic()
         self._thread = threading.Thread(target=self._io_loop, name="serdoctor-executor-io")
@@ -381,6 +379,7 @@ class Executor(concurrent.futures.Executor):
             stdout=subprocess.PIPE,
             start_new_session=True,
             env=env,  # the local pool's workers are its children
+            pass_fds=(config.client_fd,),
         )
         self._procs.append(proc)
         assert proc.stdin is not None
@@ -671,12 +670,16 @@ class Executor(concurrent.futures.Executor):
             return
         else:
             self._outgoing.append((kind, item))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the IO thread (once, until it has seen it)."""
         with self._lock:
             if self._woken or self._closed.is_set():
                 return
             self._woken = True
-            with contextlib.suppress(Exception):
-                self._wake_send.send(b"", copy=True)
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"\0")
 
     def _send_now(self, task: _Task) -> bool:
         """Send ``task`` from this thread, if nothing else waits to go and few tasks run.
@@ -686,76 +689,122 @@ class Executor(concurrent.futures.Executor):
         latency of a lone task. Under load tasks queue for the IO thread, which
         sends them many to a message.
         """
-        if not self._linked or self._outgoing or len(self._tasks) > _DIRECT_MAX:
+        if self._outgoing or len(self._tasks) > _DIRECT_MAX:
             return False
         with self._tx_lock:
-            if self._outgoing or self._closed.is_set() or self._sent - self._acked >= _WINDOW:
+            if (
+                self._outgoing
+                or self._writer.pending
+                or self._closed.is_set()
+                or self._sent - self._acked >= _WINDOW
+            ):
                 return False
             self._sent += 1
-            self._send_tasks(self._tx, [task])
+            self._send_tasks([task])
+            if not self._writer.pending:
+                return True
+        self._wake()  # the rest of it is for the IO thread to write
         return True
+
+    def _post(self, parts: list[Any]) -> None:
+        """Send one message to the interchange, as far as its socket takes it now.
+
+        Called under ``_tx_lock``. What the socket does not take waits in
+        ``_writer`` for the IO thread, which never blocks: it must go on reading
+        results and checking that the interchange is alive (stopped, it would not
+        read, and a blocking write would never return).
+        """
+        self._writer.add(0, parts)
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            self._writer.flush()
+        except OSError:  # its end is closed: the IO thread reports that, by the socket's end
+            self._writer.discard()
 
     # -- the IO thread ---------------------------------------------------------------------
 
     def _io_loop(self) -> None:
-        import zmq
-
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self._ident)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
-        sock.connect(f"tcp://127.0.0.1:{self._client_port}")
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._wake_recv, zmq.POLLIN)
-        m.send(sock, m.pack(self._secrets.key, m.HEARTBEAT, {}))  # the interchange answers it
+        key = self._secrets.key
+        sock, wake = self._sock.fileno(), self._wake_r
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        poller.register(wake, select.POLLIN)
+        with self._tx_lock:
+            self._post(m.pack(key, m.HEARTBEAT, {}))  # the interchange answers it
         next_beat = time.monotonic() + self.heartbeat
         trimmer = m.Trimmer()
-        receive = functools.partial(self._receive, trimmer=trimmer)
+        writing = False  # polling for room to write what waits in _writer
         try:
             while not self._closed.is_set():
-                events = dict(poller.poll(trimmer.timeout(max(1, int(self.heartbeat * 250)))))
-                if self._wake_recv in events:
-                    with self._lock:
-                        self._woken = False
-                        while m.readable(self._wake_recv):
-                            self._wake_recv.recv(zmq.NOBLOCK)
-                if sock in events:
-                    m.drain(sock, receive, 200)
-                    if self._finished >= _TRIM_TASKS and not self._tasks:
-                        self._finished = 0  # a burst is over: what it used goes back
-                        trimmer.soon()
-                if self._linked:  # (before that, an answer could miss this socket)
+                events = poller.poll(trimmer.timeout(max(1, int(self.heartbeat * 250))))
+                for fd, event in events:
+                    if fd == wake:
+                        with self._lock, contextlib.suppress(BlockingIOError):
+                            self._woken = False
+                            os.read(wake, 4096)
+                    elif fd == sock:
+                        if event & select.POLLOUT:
+                            with self._tx_lock:
+                                self._write()
+                        if not event & _READABLE:
+                            continue
+                        for _, parts in self._reader.read(200):
+                            self._receive(parts, trimmer)
+                        if self._reader.closed:  # the interchange has gone
+                            poller.unregister(sock)
+                            self._eof = True
+                            next_beat = 0.0  # see to it now
+                        if self._finished >= _TRIM_TASKS and not self._tasks:
+                            self._finished = 0  # a burst is over: what it used goes back
+                            trimmer.soon()
+                if not self._eof:
                     with self._tx_lock:
-                        self._flush(self._tx)
+                        self._flush()
+                        if self._writer.pending != writing:  # poll for room to write it in
+                            writing = self._writer.pending
+                            poller.modify(sock, select.POLLIN | (select.POLLOUT * writing))
                 now = time.monotonic()
                 trimmer.tick(now)
                 if now >= next_beat:
                     next_beat = now + self.heartbeat
-                    m.send(sock, m.pack(self._secrets.key, m.HEARTBEAT, {}))
+                    with self._tx_lock:
+                        self._post(m.pack(key, m.HEARTBEAT, {}))
                     self._check_interchange(now)
-            with contextlib.suppress(Exception), self._tx_lock:
-                m.send(self._tx, m.pack(self._secrets.key, m.SHUTDOWN, {}))
-        finally:
-            sock.close(linger=0)
+                # last, right before the poll: a thread woken by its result runs while
+                # this one waits, instead of waiting for this one to finish its turn
+                self._resolve()
+            self._resolve()
             with self._tx_lock:
-                self._tx.close(linger=200)
+                self._post(m.pack(key, m.SHUTDOWN, {}))
+            deadline = time.monotonic() + 1.0  # what waits to be written: a moment more
+            while self._writer.pending and not self._eof and time.monotonic() < deadline:
+                poller.modify(sock, select.POLLOUT)
+                poller.poll(100)
+                with self._tx_lock:
+                    self._write()
+        finally:
+            with self._tx_lock:
+                self._sock.close()
 
-    def _flush(self, sock: Any) -> None:
+    def _flush(self) -> None:
         """Send what is waiting: cancellations, then tasks while the window allows.
 
-        At most ``_WINDOW`` tasks are sent that the interchange has not yet said it
-        took in (``received`` in its messages): when the interchange is busier than
-        the client, tasks wait here, as Python objects, not as queued ZeroMQ messages
-        (several times their size) in this process.
+        Tasks go while the socket takes them, and while at most ``_WINDOW`` are sent
+        that the interchange has not yet said it took in (``received`` in its
+        messages): when the interchange is busier than the client, tasks wait here,
+        as Python objects, not as bytes queued for the socket (several times their
+        size).
         """
+        if self._writer.pending:
+            return  # the socket is full: the rest waits here (as objects, not bytes)
         key = self._secrets.key
         cancels: list[int] = []
         while self._cancels:
             cancels.append(self._cancels.popleft())
         if cancels:
-            m.send(sock, m.pack(key, m.CANCEL, {"ids": cancels}))
+            self._post(m.pack(key, m.CANCEL, {"ids": cancels}))
         tasks: list[_Task] = []
         size = 0
         while self._outgoing and self._sent - self._acked < _WINDOW:
@@ -766,12 +815,14 @@ class Executor(concurrent.futures.Executor):
             tasks.append(item)
             size += m.size(item.frames)
             if len(tasks) >= _BATCH_TASKS or size >= _BATCH_BYTES:
-                self._send_tasks(sock, tasks)
+                self._send_tasks(tasks)
                 tasks, size = [], 0
+                if self._writer.pending:
+                    break
         if tasks:
-            self._send_tasks(sock, tasks)
+            self._send_tasks(tasks)
 
-    def _send_tasks(self, sock: Any, tasks: list[_Task]) -> None:
+    def _send_tasks(self, tasks: list[_Task]) -> None:
         if self._monitor is not None:  # first sends: one event for the batch
             submitted = []
             for t in tasks:
@@ -780,22 +831,20 @@ class Executor(concurrent.futures.Executor):
                     submitted.append((t.id, t.name, t.submitted, t.method, t.size, None))
             self._monitor.tasks_submitted(submitted)
         rows = [[t.id, len(t.frames), t.options.priority, t.options.walltime] for t in tasks]
-        frames = m.pack(self._secrets.key, m.TASKS, {"tasks": rows}, [t.frames for t in tasks])
-        m.send(sock, frames)
+        self._post(m.pack(self._secrets.key, m.TASKS, {"tasks": rows}, [t.frames for t in tasks]))
         for task in tasks:
             if task.retries == 0:
                 task.frames = []  # no second try: the payload need not stay in memory
 
     def _receive(self, parts: list[Any], trimmer: m.Trimmer) -> None:
         trimmer.saw_message(parts)
-        kind = bytes(parts[0].buffer) if parts else b""
+        kind = bytes(parts[0]) if parts else b""
         try:
             msg = m.unpack(self._secrets.key, parts, "results" if kind == m.RESULTS else None)
         except m.BadMessage as exc:
             log.warning("dropped a message from the interchange: %s", exc)
             return
         self._last_heard = time.monotonic()
-        self._linked = True
         received = msg.index.get("received")
         if received is not None:
             self._acked = max(self._acked, int(received))
@@ -863,10 +912,7 @@ class Executor(concurrent.futures.Executor):
                     log.warning("checkpoint record failed for %s: %s", task.name, exc)
             if self._monitor is not None:
                 self._record_try(task, m.size(frames), None)
-            if not task.future.done():
-                if not task.future.running():
-                    task.future.set_running_or_notify_cancel()
-                task.future.set_result(value)
+            self._settle.append((task.future, None, value))
         else:
             self._failed(task_id, value, result_bytes=m.size(frames))
 
@@ -896,10 +942,19 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             self._tasks.pop(task_id, None)
         self._record_end(task, error)
-        if not task.future.done():
-            if not task.future.running():
-                task.future.set_running_or_notify_cancel()
-            task.future.set_exception(error)
+        self._settle.append((task.future, error, None))
+
+    def _resolve(self) -> None:
+        """Resolve the futures whose outcomes the IO thread has read (see ``_io_loop``)."""
+        settle, self._settle = self._settle, []
+        for future, error, value in settle:
+            if future.done() or not (future.running() or future.set_running_or_notify_cancel()):
+                continue  # cancelled meanwhile
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                if error is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(error)
 
     def _record_try(
         self, task: _Task, result_bytes: int | None, error: BaseException | None
@@ -1013,7 +1068,7 @@ class Executor(concurrent.futures.Executor):
                 info["reason"] = text
             index = {"pool": pool_id, "accept": accept, "reason": text}
             with self._tx_lock:
-                m.send(self._tx, m.pack(self._secrets.key, m.KICK, index))
+                self._post(m.pack(self._secrets.key, m.KICK, index))
         elif matters and reason:
             message = f"pool {pool_id} on {info.get('host')} differs from this client: {reason}"
             if self.on_mismatch == "route":
@@ -1025,13 +1080,19 @@ class Executor(concurrent.futures.Executor):
         if self._broken:
             return
         code = self._interchange.poll()
+        if self._eof and code is None:  # it closed its end: exiting, most likely
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self._interchange.wait(1.0)
         silent = now - self._last_heard
-        if code is None and silent <= self.heartbeat_threshold:
+        if code is None and silent <= self.heartbeat_threshold and not self._eof:
             return
+        if code is not None:
+            what = f"exited with code {code}"
+        else:
+            what = "closed its connection" if self._eof else f"was silent for {silent:.1f} s"
         self._broken = (
-            f"the interchange (pid {self._interchange.pid}) "
-            + (f"exited with code {code}" if code is not None else f"was silent for {silent:.1f} s")
-            + ": this executor cannot run more tasks; create a new one"
+            f"the interchange (pid {self._interchange.pid}) {what}"
+            ": this executor cannot run more tasks; create a new one"
         )
         log.error("%s", self._broken)
         with self._lock:
@@ -1104,10 +1165,13 @@ class Executor(concurrent.futures.Executor):
         self._thread.join(10)
         if self._scaler is not None:
             self._scaler.stop()
-        for sock in (self._wake_send, self._wake_recv):
-            sock.close(0)
-        self._ctx.term()
-        _stop_zmq_gc()
+        with self._lock:  # (_send writes to it under the lock, unless closed)
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+        if self._thread.is_alive():  # (it closes the socket itself, when it ends)
+            log.warning("the executor's IO thread did not stop")
+        else:
+            self._sock.close()
         deadline = time.monotonic() + max(5.0, self.heartbeat * 2)
         for proc in self._procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -1173,22 +1237,6 @@ def _pool_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     paths += [p or os.getcwd() for p in sys.path if p not in paths]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
-
-
-def _stop_zmq_gc() -> None:
-    """Stop pyzmq's zero-copy bookkeeping thread once nothing it tracks is in flight.
-
-    pyzmq starts it on the first zero-copy send and keeps it for the life of the
-    process; an executor that is shut down should leave no thread behind. It
-    starts again by itself on the next zero-copy send.
-    """
-    from zmq.utils.garbage import gc
-
-    deadline = time.monotonic() + 1.0
-    while gc.is_alive() and gc.refs and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if gc.is_alive() and not gc.refs:
-        gc.stop()
 
 
 def _facts(head: Any) -> tuple[str, int]:

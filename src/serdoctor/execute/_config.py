@@ -73,7 +73,8 @@ class InterchangeConfig:
 
     key: str
     address: str
-    client_port: int
+    #: the interchange's end of the socket pair to your process (inherited)
+    client_fd: int
     pool_port: int
     heartbeat: float
     heartbeat_threshold: float

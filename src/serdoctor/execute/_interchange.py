@@ -2,10 +2,16 @@
 
 ::
 
-    client DEALER ──▶ ROUTER (client port)          ROUTER (pool port) ◀── DEALER pool
-                      queue: priority, then order    capacity per pool
-                      routing: by-value tasks only to pools on the client's Python
-                      heartbeats both ways; lost pools; a silent client ends it all
+    client ══ socket pair ══▶ queue: priority, then order   ROUTER (pool port) ◀── DEALER pool
+                              capacity per pool
+                              routing: by-value tasks only to pools on the client's Python
+                              heartbeats both ways; lost pools; a silent client ends it all
+
+Your process and its interchange talk over a Unix socket pair that your process
+makes and the interchange inherits: no port to find or to attack, nothing
+between them (ZeroMQ's I/O threads and TCP, on both sides, were half the latency
+of a lone task), and the interchange sees at once that your process has gone.
+Only pools connect to a port: ZeroMQ, signed, and CURVE off loopback.
 
 It routes bytes. It reads each message's JSON index and each task's envelope
 header (JSON: by value or not, which Python), verifies every message's MAC, and
@@ -30,6 +36,7 @@ import heapq
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,6 +46,7 @@ import zmq
 
 from serdoctor._version import __version__
 from serdoctor.execute import _messages as m
+from serdoctor.execute import _worker
 from serdoctor.execute._config import InterchangeConfig
 from serdoctor.execute._pool import (
     INFLIGHT,
@@ -94,19 +102,20 @@ class Interchange:
     ) -> None:
         self.cfg = config
         self.key = bytes.fromhex(config.key)
+        self.client = socket.socket(fileno=config.client_fd)
+        os.set_inheritable(self.client.fileno(), False)
+        self.client_in = _worker.Reader(self.client)
+        self.client_out = _worker.Writer(self.client)  # never blocks (see Writer)
         self.ctx = zmq.Context()
-        self.clients = self.ctx.socket(zmq.ROUTER)
         self.pools_sock = self.ctx.socket(zmq.ROUTER)
-        for sock in (self.clients, self.pools_sock):
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.setsockopt(zmq.RCVHWM, 0)
-            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.pools_sock.setsockopt(zmq.LINGER, 0)
+        self.pools_sock.setsockopt(zmq.SNDHWM, 0)
+        self.pools_sock.setsockopt(zmq.RCVHWM, 0)
+        self.pools_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if config.curve_secret:
             self.pools_sock.curve_server = True
             self.pools_sock.curve_secretkey = config.curve_secret.encode()
             self.pools_sock.curve_publickey = (config.curve_public or "").encode()
-        self.client_ident: bytes | None = None
         self.client_seen = time.monotonic()
         self.queue_ref: list[tuple[int, int, _Task]] = []  # anywhere
         self.queue_val: list[tuple[int, int, _Task]] = []  # by value: the client's Python only
@@ -134,18 +143,13 @@ class Interchange:
     # -- set-up --------------------------------------------------------------------------
 
     def bind(self) -> dict[str, int]:
-        """Bind both ports; the ports actually bound."""
-        ports = {}
-        for name, sock, port, address in (
-            ("client_port", self.clients, self.cfg.client_port, "127.0.0.1"),
-            ("pool_port", self.pools_sock, self.cfg.pool_port, self.cfg.address),
-        ):
-            if port:
-                sock.bind(f"tcp://{address}:{port}")
-                ports[name] = port
-            else:
-                ports[name] = sock.bind_to_random_port(f"tcp://{address}")
-        return ports
+        """Bind the pools' port; the port actually bound."""
+        port, address = self.cfg.pool_port, self.cfg.address
+        if port:
+            self.pools_sock.bind(f"tcp://{address}:{port}")
+        else:
+            port = self.pools_sock.bind_to_random_port(f"tcp://{address}")
+        return {"pool_port": port}
 
     def _register_local(self, crew: Workers) -> None:
         """The local pool: workers the interchange runs itself, listed like any pool.
@@ -187,8 +191,10 @@ class Interchange:
     def run(self) -> None:
         """Serve until the client says stop, or goes silent, or its process ends."""
         poller = zmq.Poller()
-        poller.register(self.clients, zmq.POLLIN)
+        client = self.client.fileno()
+        poller.register(client, zmq.POLLIN)
         poller.register(self.pools_sock, zmq.POLLIN)
+        writing = False  # polling for the client's socket to take what waits for it
         if self.fingerprint is not None:
             poller.register(self.fingerprint.sock, zmq.POLLIN)
         next_beat = time.monotonic()
@@ -202,17 +208,21 @@ class Interchange:
             events = dict(poller.poll(timeout=timeout))
             if self.crew is not None:
                 self._serve_local(self.crew, events)
-            if self.clients in events:
-                m.drain(self.clients, self._from_client, 1000)
+            if client in events:
+                for _, parts in self.client_in.read(1000):
+                    self._from_client(parts)
+                if self.client_in.closed:  # your process has gone (or closed it: the same)
+                    break
+                if self.client_out.pending:
+                    self._write_client()
             if self.pools_sock in events:
                 m.drain(self.pools_sock, self._from_pool, 1000)
             if self.fingerprint is not None and self.fingerprint.sock.fileno() in events:  # (by fd)
                 self._read_fingerprint(self.fingerprint, poller)
             self._dispatch()
             self._flush_client()
-            if self.pools_changed and self.client_ident is not None:
+            if self.pools_changed:
                 # a pool came or went (or its fingerprint came): the client hears of it now
-                # (if it has not spoken yet, once it has: news sent to no one is kept)
                 pools = self._describe(time.monotonic(), with_env=True)
                 self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
                 self.pools_changed = False
@@ -224,32 +234,32 @@ class Interchange:
             if now >= next_beat:
                 next_beat = now + self.cfg.heartbeat
                 self._beat(now)
+            if self.client_out.pending != writing:  # the client is slow to read: poll for it
+                writing = self.client_out.pending
+                poller.modify(client, zmq.POLLIN | (zmq.POLLOUT if writing else 0))
         self._shutdown_pools("the executor shut down")
 
     # -- client side -----------------------------------------------------------------------
 
     def _send_client(self, kind: bytes, index: dict[str, Any], envs: Any = ()) -> None:
-        if self.client_ident is None:
-            return
-        frames = m.pack(self.key, kind, index, envs)
-        m.send(self.clients, frames, self.client_ident)
+        self.client_out.add(0, m.pack(self.key, kind, index, envs))
+        self._write_client()
+
+    def _write_client(self) -> None:
+        try:
+            self.client_out.flush()
+        except OSError:  # your process has gone
+            self.running = False
+            self.client_out.discard()
 
     def _from_client(self, parts: list[Any]) -> None:
-        self.trimmer.saw_message(parts, routed=True)
-        ident = bytes(parts[0].buffer)
-        if ident.endswith(b"+"):  # the client's sending socket: answers go to its other one
-            ident = ident[:-1]
+        self.trimmer.saw_message(parts)
         try:
-            kind = bytes(parts[1].buffer)
-            msg = m.unpack(self.key, parts[1:], "tasks" if kind == m.TASKS else None)
+            kind = bytes(parts[0]) if parts else b""
+            msg = m.unpack(self.key, parts, "tasks" if kind == m.TASKS else None)
         except m.BadMessage:
             self.dropped += 1
             self.pools_changed = True
-            return
-        if self.client_ident is None:
-            self.client_ident = ident
-        elif ident != self.client_ident:
-            self.dropped += 1  # a second client with our key: not a thing we serve
             return
         self.client_seen = time.monotonic()
         if msg.kind == m.TASKS:
@@ -520,7 +530,7 @@ class Interchange:
         self._fail_unroutable(now)
         self._send_client(m.HEARTBEAT, {"queued": len(self.queued), "dropped": self.dropped,
                                         "received": self.received})  # fmt: skip
-        if self.client_ident is not None and (self.pools_changed or self.pools):
+        if self.pools_changed or self.pools:
             pools = self._describe(now, with_env=self.pools_changed)
             self._send_client(m.POOLS, {"pools": pools, "dropped": self.dropped})
             self.pools_changed = False
@@ -579,7 +589,7 @@ class Interchange:
             self.fingerprint.close()
         if self.crew is not None:
             self.crew.stop()
-        self.clients.close(0)
+        self.client.close()
         self.pools_sock.close(linger=500)  # let the pools hear "shut down"
         self.ctx.term()
 
@@ -587,6 +597,7 @@ class Interchange:
 def main() -> int:
     """Entry point: settings as JSON on stdin; one JSON line on stdout when bound."""
     config = InterchangeConfig.from_json(sys.stdin.readline())
+    _worker.PRIVATE.add(config.client_fd)  # the workers forked here do not inherit it
     m.settle_allocator()  # before any thread (ZeroMQ's, a preloaded module's) exists
     crew = fingerprint = None
     if config.local_workers:

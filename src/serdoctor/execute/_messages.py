@@ -1,6 +1,9 @@
 """The wire: every message between client, interchange and pools, and how it is signed.
 
-A message is one ZeroMQ multipart message::
+Between the interchange and its pools, a message is one ZeroMQ multipart
+message; between your process and the interchange, the same parts travel over
+their socket pair, framed as :mod:`~serdoctor.execute._worker` frames them. The
+parts::
 
     [kind, index, frames..., mac]
 
@@ -15,7 +18,7 @@ receives and drops (and counts) anything unsigned, forged or malformed, and
 never unpickles anything; the worker's ``loads_frames`` verifies each
 envelope's own tag before it unpickles.
 
-Every socket has its high-water marks off: a ROUTER socket silently drops
+Every ZeroMQ socket has its high-water marks off: a ROUTER socket silently drops
 what it cannot queue, and a lost result is a hang. Memory stays bounded by the
 executor itself (each pool gets at most its capacity of tasks; the client
 holds what it submitted).

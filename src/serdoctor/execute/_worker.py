@@ -18,6 +18,8 @@ exception)``; if it dies, its pool notices the closed socket and reports
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import select
 import signal
@@ -36,13 +38,8 @@ def send_frames(sock: socket.socket, task_id: int, frames: Sequence[Any]) -> Non
     send_many(sock, [(task_id, frames)])
 
 
-def send_many(sock: socket.socket, messages: Sequence[tuple[int, Sequence[Any]]]) -> None:
-    """Send several messages, one after another, blocking until all of them are written.
-
-    One ``sendmsg`` call gathers every header and frame (one system call, and one
-    wake-up of the other side, for a batch of small messages; no copy); whatever it
-    did not write is sent after it.
-    """
+def framed(messages: Sequence[tuple[int, Sequence[Any]]]) -> list[memoryview]:
+    """The buffers that carry ``messages`` (``(task id, frames)`` each), in order, unjoined."""
     parts: list[memoryview] = []
     for task_id, frames in messages:
         views = [memoryview(f).cast("B") for f in frames]
@@ -50,6 +47,17 @@ def send_many(sock: socket.socket, messages: Sequence[tuple[int, Sequence[Any]]]
         header = _HEAD.pack(task_id, len(views), sum(lengths)) + b"".join(map(_LEN.pack, lengths))
         parts.append(memoryview(header))
         parts.extend(v for v in views if v.nbytes)
+    return parts
+
+
+def send_many(sock: socket.socket, messages: Sequence[tuple[int, Sequence[Any]]]) -> None:
+    """Send several messages, one after another, blocking until all of them are written.
+
+    One ``sendmsg`` call gathers every header and frame (one system call, and one
+    wake-up of the other side, for a batch of small messages; no copy); whatever it
+    did not write is sent after it.
+    """
+    parts = framed(messages)
     while parts:
         batch = parts[:_IOV_MAX]
         del parts[:_IOV_MAX]
@@ -83,12 +91,146 @@ def recv_frames(sock: socket.socket) -> tuple[int, list[memoryview]] | None:
     rest = _recv_exactly(sock, _LEN.size * count + total) if count else bytearray()
     if rest is None:
         return None
-    view = memoryview(rest)
+    return task_id, _cut(rest, count)
+
+
+class Writer:
+    """Writes messages to a stream socket without ever blocking.
+
+    What the socket cannot take yet waits here, in order, and goes with
+    :meth:`flush` when the socket is writable again (poll it for that while
+    :attr:`pending`).
+
+    For a process that must not stop while the other side is slow to read (the
+    interchange, writing to your process: blocked there, it would stop reading
+    what your process writes to it, and both would wait for ever).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.parts: collections.deque[memoryview] = collections.deque()
+
+    @property
+    def pending(self) -> bool:
+        """Whether some of a message is still waiting to be written."""
+        return bool(self.parts)
+
+    def add(self, task_id: int, frames: Sequence[Any]) -> None:
+        """Queue one message (written by :meth:`flush`)."""
+        self.parts.extend(framed([(task_id, frames)]))
+
+    def discard(self) -> None:
+        """Forget what waits (the other side has gone)."""
+        self.parts.clear()
+
+    def flush(self) -> None:
+        """Write what waits, as far as the socket takes it now. OSError if it is closed."""
+        parts = self.parts
+        while parts:
+            batch = list(itertools.islice(parts, _IOV_MAX))
+            try:
+                sent = self.sock.sendmsg(batch, [], _DONTWAIT)
+            except BlockingIOError:
+                return
+            for part in batch:
+                if sent >= part.nbytes:
+                    sent -= part.nbytes
+                    parts.popleft()
+                    continue
+                parts[0] = part[sent:]
+                return
+
+
+class Reader:
+    """Reads messages from a stream socket as they arrive, never waiting for the rest of one.
+
+    (A peer stopped in the middle of a message must not stop this process too.)
+
+    Small messages are read many to a system call; a large one's body is read
+    straight into a buffer of its own. :attr:`closed` says that the other side
+    closed the socket (or it broke), after the last whole message was returned.
+    """
+
+    CHUNK = 1 << 16
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()  # received, not yet a whole message
+        self.task_id = 0
+        self.count = 0
+        self.body: bytearray | None = None  # a large message's body, being read
+        self.got = 0
+        self.closed = False
+        self.empty = False  # the last read was short: the socket had no more then
+
+    def read(self, limit: int) -> list[tuple[int, list[memoryview]]]:
+        """The whole messages received so far (at most ``limit``), ``(task id, frames)`` each."""
+        out: list[tuple[int, list[memoryview]]] = []
+        self.empty = False
+        while len(out) < limit and not self.closed:
+            message = self._parse()
+            if message is not None:
+                out.append(message)
+            elif self.empty or not self._receive():
+                break  # (empty: the last read took all there was; do not ask again)
+        return out
+
+    def _parse(self) -> tuple[int, list[memoryview]] | None:
+        if self.body is not None:
+            if self.got < len(self.body):
+                return None
+            body, self.body = self.body, None
+            return self.task_id, _cut(body, self.count)
+        buf = self.buf
+        if len(buf) < _HEAD.size:
+            return None
+        task_id, count, total = _HEAD.unpack_from(buf)
+        end = _HEAD.size + _LEN.size * count + total
+        if len(buf) >= end:
+            body = buf[_HEAD.size : end]
+            del buf[:end]
+            return task_id, _cut(body, count)
+        # a message larger than what came so far: its body is read into a buffer of its own
+        self.task_id, self.count = task_id, count
+        self.body = bytearray(end - _HEAD.size)
+        self.got = len(buf) - _HEAD.size
+        self.body[: self.got] = memoryview(buf)[_HEAD.size :]
+        buf.clear()
+        return None
+
+    def _receive(self) -> bool:
+        """Receive what has come, without waiting; False when nothing had."""
+        try:
+            if self.body is not None:
+                n = self.sock.recv_into(memoryview(self.body)[self.got :], 0, _DONTWAIT)
+                self.got += n
+                short = self.got < len(self.body)
+            else:
+                chunk = self.sock.recv(self.CHUNK, _DONTWAIT)
+                n = len(chunk)
+                self.buf += chunk
+                short = n < self.CHUNK
+        except BlockingIOError:
+            return False
+        except OSError:
+            n = 0  # reset, or closed under us: as good as closed
+        if n == 0:
+            self.closed = True
+            return False
+        self.empty = short
+        return True
+
+
+def _cut(body: bytearray, count: int) -> list[memoryview]:
+    view = memoryview(body)
     frames, pos = [], _LEN.size * count
-    for n in struct.unpack_from(f">{count}Q", rest):
+    for n in struct.unpack_from(f">{count}Q", body):
         frames.append(view[pos : pos + n])
         pos += n
-    return task_id, frames
+    return frames
+
+
+_DONTWAIT = socket.MSG_DONTWAIT
 
 
 def run(sock: socket.socket, key: bytes) -> None:
@@ -145,6 +287,11 @@ def start(key: bytes) -> tuple[int, socket.socket]:
     return fork(b"serdoctor-wrk", lambda sock: run(sock, key))
 
 
+#: Descriptors of this process that a child it forks closes first: the interchange's
+#: connection to your process, which a task's code must not be able to write to.
+PRIVATE: set[int] = set()
+
+
 def fork(name: bytes, body: Callable[[socket.socket], None]) -> tuple[int, socket.socket]:
     """Fork a child that runs ``body`` on its end of a socket pair, then exits.
 
@@ -163,6 +310,8 @@ def fork(name: bytes, body: Callable[[socket.socket], None]) -> tuple[int, socke
         code = 1
         try:
             parent.close()
+            for fd in PRIVATE:
+                os.close(fd)
             if prctl is not None:
                 prctl(_PR_SET_NAME, name, 0, 0, 0)
                 prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
