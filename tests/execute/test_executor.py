@@ -362,11 +362,13 @@ def test_the_client_holds_back_tasks_the_interchange_has_not_taken_in() -> None:
         try:
             futures = [ex.submit(abs, -i) for i in range(_client._WINDOW + 5000)]
             time.sleep(0.5)
-            # sent: what the socket took (and one message more, waiting to be written)
-            assert 0 < ex._sent - ex._acked <= _client._WINDOW
-            assert ex._writer.pending
+            # sent: the window's worth, or less if the socket filled up first (and then
+            # one message more waits to be written; its room depends on the system's
+            # socket buffer limits)
+            held = ex._sent - ex._acked
+            assert held == _client._WINDOW or (0 < held < _client._WINDOW and ex._writer.pending)
             # the rest waits in the client, unsent, as tasks (not bytes)
-            assert len(ex._outgoing) == _client._WINDOW + 5000 - (ex._sent - ex._acked)
+            assert len(ex._outgoing) == _client._WINDOW + 5000 - held
             assert futures[-1].cancel()  # cancelled before it left: never sent
         finally:
             interchange.resume()

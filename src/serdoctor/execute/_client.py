@@ -71,6 +71,7 @@ _BATCH_TASKS = 2000
 _BATCH_BYTES = 64 << 20
 _TRIM_TASKS = 1000  # after a burst of this many tasks, the IO thread trims when idle
 _WINDOW = 10_000  # tasks sent to the interchange and not yet taken in by it, at most
+_SOCKET_BUFFER = 4 << 20
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _DIRECT_MAX = 4  # with at most this many tasks unfinished, submit() sends a task itself
 
@@ -300,6 +301,9 @@ class Executor(concurrent.futures.Executor):
             raise ValueError(f"cannot use address {address!r}: {exc.strerror}") from None
         # the connection to the interchange: a socket pair, the other end the interchange's
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (self._sock, theirs):  # room for a batch of tasks or results (the
+            # system caps it: net.core.wmem_max): fewer turns to write one
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
         config = InterchangeConfig(
             key=self._secrets.key.hex(),
             address=address,
