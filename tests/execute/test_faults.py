@@ -142,6 +142,24 @@ def test_a_dead_interchange_fails_pending_futures_and_shutdown_returns() -> None
     _gone(pool_pids, THRESHOLD + 5)
 
 
+def test_a_task_submitted_as_the_interchange_is_found_lost_fails_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Executor(workers=1, heartbeat=0.2, heartbeat_threshold=THRESHOLD) as ex:
+        serialize = ex._dump
+
+        def then_lost(task: object) -> object:  # the IO thread finds it lost, and sweeps
+            frames = serialize(task)  # its tasks, after submit() checked and before the
+            ex._broken = "the interchange (pid 1) exited with code -9"  # task is listed
+            return frames
+
+        monkeypatch.setattr(ex, "_dump", then_lost)
+        future = ex.submit(abs, -1)
+        with pytest.raises(InterchangeLost, match="exited with code -9"):
+            future.result(timeout=5)
+        assert not ex._tasks
+
+
 def test_a_killed_client_leaves_no_process_behind(tmp_path: Path) -> None:
     script = tmp_path / "client.py"
     script.write_text(

@@ -637,6 +637,15 @@ class Executor(concurrent.futures.Executor):
         task.future.add_done_callback(self._on_done)
         with self._lock:
             self._tasks[task.id] = task
+        if self._broken:  # lost meanwhile: failed here, unless the sweep of lost tasks saw it
+            with self._lock:
+                lost = self._tasks.pop(task.id, None)
+            if lost is not None:
+                error = InterchangeLost(f"task {task.id} ({task.name}) was lost: {self._broken}")
+                self._record_end(task, error)
+                if task.future.set_running_or_notify_cancel():
+                    task.future.set_exception(error)
+            return
         self._send(m.TASKS, task)
 
     def _dump(self, task: _Task) -> list[Any]:
