@@ -454,6 +454,24 @@ def test_large_messages_leave_no_memory_behind(executor: Executor) -> None:
     assert max(grown) < 8, grown  # MB; 15-60 MB each when glibc keeps what it freed
 
 
+def test_the_last_large_message_is_not_kept_until_the_next_one() -> None:
+    import psutil
+
+    # heartbeats once in 5 s: no small message comes after the large ones to replace them
+    with Executor(workers=1, heartbeat=5.0, heartbeat_threshold=30.0) as ex:
+        assert ex.submit(bytes, b"warm").result(timeout=20) == b"warm"
+        (interchange,) = [
+            p for p in psutil.Process().children() if "interchange" in " ".join(p.cmdline())
+        ]
+        before = interchange.memory_full_info().uss
+        big = os.urandom(20 << 20)
+        for _ in range(3):
+            assert ex.submit(bytes, big).result(timeout=30) == big
+        time.sleep(0.6)  # trims are due 50 and 250 ms after the last large message
+        grown = (interchange.memory_full_info().uss - before) >> 20
+        assert grown < 8, grown  # MB; 20 when the last task's buffer was kept
+
+
 def _page_faults(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[7])  # minflt
 

@@ -763,8 +763,7 @@ class Executor(concurrent.futures.Executor):
                                 self._write()
                         if not event & _READABLE:
                             continue
-                        for _, parts in self._reader.read(200):
-                            self._receive(parts, trimmer)
+                        self._read(trimmer)
                         if self._reader.closed:  # the interchange has gone
                             poller.unregister(sock)
                             self._eof = True
@@ -800,6 +799,12 @@ class Executor(concurrent.futures.Executor):
         finally:
             with self._tx_lock:
                 self._sock.close()
+
+    def _read(self, trimmer: m.Trimmer) -> None:
+        # (a function of its own: no message outlives it, as a loop variable of _io_loop
+        # would keep the last one, and a large result's buffer, until the next came)
+        for _, parts in self._reader.read(200):
+            self._receive(parts, trimmer)
 
     def _flush(self) -> None:
         """Send what is waiting: cancellations, then tasks while the window allows.

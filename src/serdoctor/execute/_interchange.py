@@ -209,8 +209,7 @@ class Interchange:
             if self.crew is not None:
                 self._serve_local(self.crew, events)
             if client in events:
-                for _, parts in self.client_in.read(1000):
-                    self._from_client(parts)
+                self._read_client()
                 if self.client_in.closed:  # your process has gone (or closed it: the same)
                     break
                 if self.client_out.pending:
@@ -244,6 +243,12 @@ class Interchange:
     def _send_client(self, kind: bytes, index: dict[str, Any], envs: Any = ()) -> None:
         self.client_out.add(0, m.pack(self.key, kind, index, envs))
         self._write_client()
+
+    def _read_client(self) -> None:
+        # (a function of its own: no message outlives it, as a loop variable of run()
+        # would keep the last one, and a large one's buffer, until the next came)
+        for _, parts in self.client_in.read(1000):
+            self._from_client(parts)
 
     def _write_client(self) -> None:
         try:
