@@ -354,7 +354,6 @@ class Executor(concurrent.futures.Executor):
         self._tx_lock = threading.Lock()
         self._reader = _worker.Reader(self._sock)
         self._writer = _worker.Writer(self._sock)
-        self._eof = False  # the interchange closed its end: it has gone
         self._wake_r, self._wake_w = os.pipe()  # wakes the IO thread
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -641,10 +640,7 @@ class Executor(concurrent.futures.Executor):
             with self._lock:
                 lost = self._tasks.pop(task.id, None)
             if lost is not None:
-                error = InterchangeLost(f"task {task.id} ({task.name}) was lost: {self._broken}")
-                self._record_end(task, error)
-                if task.future.set_running_or_notify_cancel():
-                    task.future.set_exception(error)
+                self._lose(task)
             return
         self._send(m.TASKS, task)
 
@@ -766,12 +762,11 @@ class Executor(concurrent.futures.Executor):
                         self._read(trimmer)
                         if self._reader.closed:  # the interchange has gone
                             poller.unregister(sock)
-                            self._eof = True
                             next_beat = 0.0  # see to it now
                         if self._finished >= _TRIM_TASKS and not self._tasks:
                             self._finished = 0  # a burst is over: what it used goes back
                             trimmer.soon()
-                if not self._eof:
+                if not self._reader.closed:
                     with self._tx_lock:
                         self._flush()
                         if self._writer.pending != writing:  # poll for room to write it in
@@ -791,7 +786,7 @@ class Executor(concurrent.futures.Executor):
             with self._tx_lock:
                 self._post(m.pack(key, m.SHUTDOWN, {}))
             deadline = time.monotonic() + 1.0  # what waits to be written: a moment more
-            while self._writer.pending and not self._eof and time.monotonic() < deadline:
+            while self._writer.pending and not self._reader.closed and time.monotonic() < deadline:
                 poller.modify(sock, select.POLLOUT)
                 poller.poll(100)
                 with self._tx_lock:
@@ -966,13 +961,7 @@ class Executor(concurrent.futures.Executor):
         """Resolve the futures whose outcomes the IO thread has read (see ``_io_loop``)."""
         settle, self._settle = self._settle, []
         for future, error, value in settle:
-            if future.done() or not (future.running() or future.set_running_or_notify_cancel()):
-                continue  # cancelled meanwhile
-            with contextlib.suppress(concurrent.futures.InvalidStateError):
-                if error is None:
-                    future.set_result(value)
-                else:
-                    future.set_exception(error)
+            _complete(future, error, value)
 
     def _record_try(
         self, task: _Task, result_bytes: int | None, error: BaseException | None
@@ -1098,16 +1087,17 @@ class Executor(concurrent.futures.Executor):
         if self._broken:
             return
         code = self._interchange.poll()
-        if self._eof and code is None:  # it closed its end: exiting, most likely
+        closed = self._reader.closed  # it closed its end: exiting, most likely
+        if closed and code is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = self._interchange.wait(1.0)
         silent = now - self._last_heard
-        if code is None and silent <= self.heartbeat_threshold and not self._eof:
+        if code is None and silent <= self.heartbeat_threshold and not closed:
             return
         if code is not None:
             what = f"exited with code {code}"
         else:
-            what = "closed its connection" if self._eof else f"was silent for {silent:.1f} s"
+            what = "closed its connection" if closed else f"was silent for {silent:.1f} s"
         self._broken = (
             f"the interchange (pid {self._interchange.pid}) {what}"
             ": this executor cannot run more tasks; create a new one"
@@ -1117,12 +1107,13 @@ class Executor(concurrent.futures.Executor):
             tasks = list(self._tasks.values())
             self._tasks.clear()
         for task in tasks:
-            error = InterchangeLost(f"task {task.id} ({task.name}) was lost: {self._broken}")
-            self._record_end(task, error)
-            if not task.future.done():
-                if not task.future.running():
-                    task.future.set_running_or_notify_cancel()
-                task.future.set_exception(error)
+            self._lose(task)
+
+    def _lose(self, task: _Task) -> None:
+        """Fail a task that went with the interchange (``_broken`` says how)."""
+        error = InterchangeLost(f"task {task.id} ({task.name}) was lost: {self._broken}")
+        self._record_end(task, error)
+        _complete(task.future, error, None)
 
     # -- information -----------------------------------------------------------------------
 
@@ -1255,6 +1246,19 @@ def _pool_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     paths += [p or os.getcwd() for p in sys.path if p not in paths]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
+
+
+def _complete(
+    future: concurrent.futures.Future[Any], error: BaseException | None, value: Any
+) -> None:
+    """Set a future's outcome, unless it is done already (cancelled, say) or is cancelled now."""
+    if future.done() or not (future.running() or future.set_running_or_notify_cancel()):
+        return
+    with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
 
 def _facts(head: Any) -> tuple[str, int]:
