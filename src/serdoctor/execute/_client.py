@@ -74,6 +74,11 @@ _WINDOW = 10_000  # tasks sent to the interchange and not yet taken in by it, at
 _SOCKET_BUFFER = 4 << 20
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 _DIRECT_MAX = 4  # with at most this many tasks unfinished, submit() sends a task itself
+# a thread that waits on a result reads it itself (see Executor._await):
+_LEAD_POLL_MS = 10  # it looks at least this often whether the executor is closing
+_LEAD_MAX = 1.0  # seconds it reads in one wait, at most; then it waits as usual
+_TICK_MS = 2  # meanwhile the IO thread reads what nobody waits for this often...
+_LINGER = 0.1  # ...until nobody has waited so for this many seconds
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,33 @@ class _Options:
     walltime: float | None = None
     priority: int = 0
     checkpoint: TaskMemo | None = None
+
+
+class _Future(concurrent.futures.Future[Any]):
+    """A task's future: a thread that waits on it reads its result itself (``Executor._await``)."""
+
+    def __init__(self, executor: Executor) -> None:
+        super().__init__()
+        self._serdoctor_executor = weakref.ref(executor)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's result, as ``concurrent.futures.Future.result``."""
+        return super().result(self._await(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The task's exception, as ``concurrent.futures.Future.exception``."""
+        return super().exception(self._await(timeout))
+
+    def _await(self, timeout: float | None) -> float | None:
+        """Wait in this thread (see ``Executor._await``); the time left of ``timeout``."""
+        if self.done():
+            return timeout
+        executor = self._serdoctor_executor()
+        if executor is None:
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        executor._await(self, deadline)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 @dataclass(slots=True)
@@ -359,6 +391,15 @@ class Executor(concurrent.futures.Executor):
         os.set_blocking(self._wake_w, False)
         self._woken = False
         self._last_heard = time.monotonic()
+        # Who reads the socket holds _reading: the IO thread (while _own), or a thread
+        # that waits on a result (see _await); _lead_wanted asks the IO thread to let go.
+        self._reading = threading.RLock()
+        self._own = True
+        self._lead_wanted = False
+        self._last_lead = 0.0
+        self._lead_poller = select.poll()
+        self._lead_poller.register(self._sock.fileno(), select.POLLIN)
+        self._trimmer = m.Trimmer()
         self._thread = threading.Thread(target=self._io_loop, name="serdoctor-executor-io")
         self._thread.daemon = True
         self._thread.start()
@@ -545,7 +586,7 @@ class Executor(concurrent.futures.Executor):
             and not any(p.get("state") == "active" for p in self._pools.values())
         ):
             raise BlockError(self._scaler.stopped_reason)
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Any] = _Future(self)
         deps: list[concurrent.futures.Future[Any]] = []
         find_futures((args, kwargs), deps)
         retries = self.retries if options.retries is None else options.retries
@@ -738,16 +779,29 @@ class Executor(concurrent.futures.Executor):
         key = self._secrets.key
         sock, wake = self._sock.fileno(), self._wake_r
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
         poller.register(wake, select.POLLIN)
         with self._tx_lock:
             self._post(m.pack(key, m.HEARTBEAT, {}))  # the interchange answers it
         next_beat = time.monotonic() + self.heartbeat
-        trimmer = m.Trimmer()
-        writing = False  # polling for room to write what waits in _writer
+        trimmer = self._trimmer
+        watching = 0  # what the poller watches the socket for
+        lost = False  # the interchange's end was seen closed
+        own = self._reading.acquire()  # this thread reads, until a waiting thread may (_await)
         try:
             while not self._closed.is_set():
-                events = poller.poll(trimmer.timeout(max(1, int(self.heartbeat * 250))))
+                want = (select.POLLIN if own and not self._reader.closed else 0) | (
+                    select.POLLOUT if self._writer.pending else 0
+                )
+                if want != watching:  # (unwatched: a closed socket must not wake it for ever)
+                    if not watching:
+                        poller.register(sock, want)
+                    elif want:
+                        poller.modify(sock, want)
+                    else:
+                        poller.unregister(sock)
+                    watching = want
+                timeout = trimmer.timeout(max(1, int(self.heartbeat * 250)))
+                events = poller.poll(timeout if own else min(timeout, _TICK_MS))
                 for fd, event in events:
                     if fd == wake:
                         with self._lock, contextlib.suppress(BlockingIOError):
@@ -757,21 +811,21 @@ class Executor(concurrent.futures.Executor):
                         if event & select.POLLOUT:
                             with self._tx_lock:
                                 self._write()
-                        if not event & _READABLE:
-                            continue
-                        self._read(trimmer)
-                        if self._reader.closed:  # the interchange has gone
-                            poller.unregister(sock)
-                            next_beat = 0.0  # see to it now
-                        if self._finished >= _TRIM_TASKS and not self._tasks:
-                            self._finished = 0  # a burst is over: what it used goes back
-                            trimmer.soon()
+                        if event & _READABLE and own:
+                            self._read()
+                # between threads that read their results themselves: what nobody waits
+                # for (a callback's task, say) is read here, a tick at most after it came
+                ticked = not own and self._reading.acquire(blocking=False)
+                if ticked and not self._reader.closed:
+                    self._read()
+                if self._reader.closed and not lost:  # the interchange has gone: see to it now
+                    lost, next_beat = True, 0.0
+                if self._finished >= _TRIM_TASKS and not self._tasks:
+                    self._finished = 0  # a burst is over: what it used goes back
+                    trimmer.soon()
                 if not self._reader.closed:
                     with self._tx_lock:
                         self._flush()
-                        if self._writer.pending != writing:  # poll for room to write it in
-                            writing = self._writer.pending
-                            poller.modify(sock, select.POLLIN | (select.POLLOUT * writing))
                 now = time.monotonic()
                 trimmer.tick(now)
                 if now >= next_beat:
@@ -779,27 +833,84 @@ class Executor(concurrent.futures.Executor):
                     with self._tx_lock:
                         self._post(m.pack(key, m.HEARTBEAT, {}))
                     self._check_interchange(now)
-                # last, right before the poll: a thread woken by its result runs while
-                # this one waits, instead of waiting for this one to finish its turn
-                self._resolve()
+                if own or ticked:
+                    self._resolve()
+                if own and self._lead_wanted:
+                    # a thread waited on a result: from its next wait on, it reads its
+                    # results itself (see _await), and this thread only ticks
+                    self._lead_wanted = False
+                    own = self._own = False
+                    self._last_lead = now
+                    self._reading.release()
+                elif ticked:
+                    if now - self._last_lead > _LINGER:
+                        own = self._own = True  # nobody has waited so for a while: read as before
+                    else:
+                        self._reading.release()
+            if not own:  # a thread reading now stops at once (it sees _closed)
+                own = self._reading.acquire()
             self._resolve()
             with self._tx_lock:
                 self._post(m.pack(key, m.SHUTDOWN, {}))
             deadline = time.monotonic() + 1.0  # what waits to be written: a moment more
+            if watching:
+                poller.unregister(sock)
+            poller.register(sock, select.POLLOUT)
             while self._writer.pending and not self._reader.closed and time.monotonic() < deadline:
-                poller.modify(sock, select.POLLOUT)
                 poller.poll(100)
                 with self._tx_lock:
                     self._write()
         finally:
             with self._tx_lock:
                 self._sock.close()
+            if own:
+                self._reading.release()
 
-    def _read(self, trimmer: m.Trimmer) -> None:
+    def _await(self, future: concurrent.futures.Future[Any], deadline: float | None) -> None:
+        """Wait for ``future`` in the caller's thread, reading its result here if nobody else does.
+
+        A thread that waits on results one after another (submit, result, submit...)
+        saves a hand-over per task this way: woken by the socket itself, it reads
+        its result and returns, where the IO thread would read it, then wake it.
+        The IO thread reads as before while it has not seen anybody wait (the
+        first wait asks it to let go), and takes over again :data:`_LINGER` after
+        the last such wait; meanwhile it reads, every :data:`_TICK_MS`, what came
+        for nobody's wait (a task awaited with ``concurrent.futures.wait``, or by a
+        callback). A thread reads for :data:`_LEAD_MAX` at most, then waits as usual.
+        """
+        end = time.monotonic() + _LEAD_MAX
+        if deadline is not None:
+            end = min(end, deadline)
+        while not future.done() and not self._closed.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            if not self._reading.acquire(blocking=False):
+                if self._own:  # the IO thread reads: it resolves this one, the next is ours
+                    self._lead_wanted = True
+                    return
+                if not self._reading.acquire(timeout=min(left, _TICK_MS / 1000)):
+                    continue  # another thread reads (and may resolve this one meanwhile)
+            try:
+                if self._reader.closed or self._closed.is_set():
+                    return  # the IO thread sees to that
+                ms = max(1, min(_LEAD_POLL_MS, math.ceil(left * 1000)))
+                if self._lead_poller.poll(ms):
+                    self._read()
+                    if self._reader.closed or self._outgoing or self._cancels:
+                        self._wake()  # the IO thread reports the loss, or sends what waits
+                settle, self._settle = self._settle, []
+            finally:
+                self._last_lead = time.monotonic()
+                self._reading.release()
+            for outcome in settle:  # (callbacks run with the socket free for others)
+                _complete(*outcome)
+
+    def _read(self) -> None:
         # (a function of its own: no message outlives it, as a loop variable of _io_loop
         # would keep the last one, and a large result's buffer, until the next came)
         for _, parts in self._reader.read(200):
-            self._receive(parts, trimmer)
+            self._receive(parts)
 
     def _flush(self) -> None:
         """Send what is waiting: cancellations, then tasks while the window allows.
@@ -849,8 +960,8 @@ class Executor(concurrent.futures.Executor):
             if task.retries == 0:
                 task.frames = []  # no second try: the payload need not stay in memory
 
-    def _receive(self, parts: list[Any], trimmer: m.Trimmer) -> None:
-        trimmer.saw_message(parts)
+    def _receive(self, parts: list[Any]) -> None:
+        self._trimmer.saw_message(parts)
         kind = bytes(parts[0]) if parts else b""
         try:
             msg = m.unpack(self._secrets.key, parts, "results" if kind == m.RESULTS else None)
@@ -958,7 +1069,7 @@ class Executor(concurrent.futures.Executor):
         self._settle.append((task.future, error, None))
 
     def _resolve(self) -> None:
-        """Resolve the futures whose outcomes the IO thread has read (see ``_io_loop``)."""
+        """Resolve the futures whose outcomes were read (under ``_reading``; see ``_io_loop``)."""
         settle, self._settle = self._settle, []
         for future, error, value in settle:
             _complete(future, error, value)
