@@ -526,3 +526,24 @@ def test_long_tasks_are_not_queued_deep_on_a_worker() -> None:
         held = [f for f in futures if f.running()]
         assert 1 <= len(held) <= 2, len(held)
         assert sum(f.cancel() for f in futures[-50:]) == 50
+
+
+def test_shutdown_without_waiting_fails_running_tasks_instead_of_leaving_them_pending() -> None:
+    ex = Executor(workers=1, heartbeat=0.2, heartbeat_threshold=1.5)
+    running = ex.submit(time.sleep, 30)
+    queued = [ex.submit(time.sleep, 30) for _ in range(4)]  # (the first, handed to the worker)
+    later = ex.submit(abs, ex.submit(abs, 1))  # waits for a task that waits behind them
+    deadline = time.monotonic() + 20
+    while not running.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert running.running()
+    start = time.monotonic()
+    ex.shutdown(wait=False)
+    # its worker was stopped with the executor: the future says so, instead of staying
+    # RUNNING for ever (a result() without a timeout never returned)
+    with pytest.raises(serdoctor.WorkerLost, match="still running when the executor shut down"):
+        running.result(timeout=10)
+    assert all(f.cancelled() for f in queued[1:])
+    with pytest.raises((DependencyError, concurrent.futures.CancelledError)):
+        later.result(timeout=10)
+    assert time.monotonic() - start < 15

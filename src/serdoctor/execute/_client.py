@@ -49,6 +49,7 @@ from serdoctor.errors import (
     IncompatiblePythonError,
     InterchangeLost,
     ManagerLost,
+    WorkerLost,
 )
 from serdoctor.execute import _messages as m
 from serdoctor.execute import _worker
@@ -672,6 +673,13 @@ class Executor(concurrent.futures.Executor):
             return
         if memo is None:  # keep the function and arguments only for the store
             task.fn, task.args, task.kwargs = None, (), {}
+        if self._closed.is_set():  # (its dependencies came after shutdown(wait=False))
+            error = RuntimeError(
+                f"task {task.id} ({task.name}) was never sent: the executor shut down "
+                "while it waited for the tasks it depends on"
+            )
+            _complete(task.future, error, None)  # (the monitor, if any, is closed)
+            return
         task.future._serdoctor_name = f"task {task.id} ({task.name})"  # type: ignore[attr-defined]
         task.future._serdoctor_id = task.id  # type: ignore[attr-defined]
         task.future.add_done_callback(self._on_done)
@@ -1300,9 +1308,14 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             tasks = list(self._tasks.values())
             self._tasks.clear()
-        for task in tasks:
-            if not task.future.done():
-                task.future.cancel()
+        for task in tasks:  # queued ones are cancelled; running ones went with their workers
+            if not task.future.done() and not task.future.cancel():
+                error = WorkerLost(
+                    f"task {task.id} ({task.name}) was still running when the executor "
+                    "shut down without waiting for it; its worker was stopped"
+                )
+                self._record_end(task, error)
+                _complete(task.future, error, None)
         if self._monitor is not None:
             self._monitor.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
