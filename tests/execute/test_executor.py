@@ -126,6 +126,14 @@ def test_dependencies_are_resolved_inside_containers(executor: Executor) -> None
     assert nested.result(timeout=20) == {"a": 32, "pair": (9, {9})}
 
 
+def test_a_dependency_among_plain_arguments_and_keywords_is_found(executor: Executor) -> None:
+    # a future beside plain values, or as a keyword argument
+    ten = executor.submit(abs, -10)
+    assert executor.submit(pow, 2, ten).result(timeout=20) == 1024
+    assert executor.submit(int, "17", base=ten).result(timeout=20) == 17
+    assert executor.submit(int, "17", base=8).result(timeout=20) == 15
+
+
 def test_a_failed_dependency_fails_the_chain_with_dependency_error(executor: Executor) -> None:
     bad = executor.submit(math.sqrt, -1)
     middle = executor.submit(abs, bad)
