@@ -260,7 +260,6 @@ class Workers:
         self.out: list[tuple[Any, ...]] = []
         self.running = True
         self.runtime = 1.0  # seconds a task takes, lately (see depth); long until known
-        self.changed = 0  # bumped when a worker comes or goes: its owner polls the new set
         self._serializer: Any = None
 
     def start(self) -> None:
@@ -278,7 +277,6 @@ class Workers:
         pid, sock = _worker.start(self.key)
         buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         self.slots[sock.fileno()] = _Slot(pid, sock, ahead=min(AHEAD_MAX, buffer // 2))
-        self.changed += 1
 
     def add(self, task_id: int, frames: list[Any], walltime: float | None) -> None:
         """Queue a task for the next free worker (:meth:`feed` hands it over)."""
@@ -310,7 +308,6 @@ class Workers:
         from serdoctor.errors import TaskTimeout, WorkerLost
 
         self.slots.pop(slot.sock.fileno(), None)
-        self.changed += 1
         slot.sock.close()
         _, status = os.waitpid(slot.pid, 0)
         for waiting in reversed(list(slot.inflight)[1:]):  # not started: they go to another worker
@@ -470,11 +467,9 @@ class Pool:
         last_heard = time.monotonic()
         next_beat = last_heard + self.heartbeat
         watched: set[int] = set()
-        seen = -1  # crew.changed when watched was last brought up to date
         try:
             while self.running:
-                if crew.changed != seen:
-                    watched, seen = watch(poller, crew, watched), crew.changed
+                watched = watch(poller, crew, watched)
                 events = dict(poller.poll(max(1, int(self.heartbeat * 250))))
                 if sock in events:
                     last_heard = time.monotonic()
@@ -566,11 +561,10 @@ def describe(
 
 
 def watch(poller: Any, crew: Workers, watched: set[int]) -> set[int]:
-    """Keep ``poller`` watching exactly the crew's worker sockets; the fds it watches.
-
-    Call it when :attr:`Workers.changed` has moved.
-    """
+    """Keep ``poller`` watching exactly the crew's worker sockets; the fds it watches."""
     now = set(crew.slots)
+    if now == watched:
+        return watched
     for fd in now - watched:
         poller.register(fd, 1)  # zmq.POLLIN
     for fd in watched - now:
